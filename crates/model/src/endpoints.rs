@@ -1,0 +1,175 @@
+//! EndpointSlices of one Service read into endpoint lists per service-port and family
+//! (DESIGN.md §2.1): conditions, locality, hints, duplicates across slices.
+
+use crate::error::{ModelError, Problem};
+use crate::ip::parse_ip_sloppy;
+use crate::objects::{IpFamily, ObjectKind, ObjectRef, Protocol};
+use crate::service::{namespace_of, valid_port};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+/// The label that joins an EndpointSlice to its Service.
+pub(crate) const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
+/// Slices of headless Services carry this label; the proxy ignores them.
+pub(crate) const HEADLESS_LABEL: &str = "service.kubernetes.io/headless";
+
+/// One endpoint (address and port) of one service-port.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Endpoint {
+    /// The endpoint's address.
+    pub ip: IpAddr,
+    /// The endpoint's port.
+    pub port: u16,
+    /// The node it runs on, when known.
+    pub node_name: Option<String>,
+    /// True when it runs on this node.
+    pub is_local: bool,
+    /// `conditions.ready` (unset means true).
+    pub ready: bool,
+    /// `conditions.serving` (unset means true).
+    pub serving: bool,
+    /// `conditions.terminating` (unset means false).
+    pub terminating: bool,
+    /// `hints.forZones`, when the slice controller wrote zone hints.
+    pub zone_hints: Option<Vec<String>>,
+    /// `hints.forNodes`, when the slice controller wrote node hints.
+    pub node_hints: Option<Vec<String>>,
+}
+
+impl Endpoint {
+    /// Serving while terminating: the fallback set when nothing is ready.
+    pub fn serving_terminating(&self) -> bool {
+        self.serving && self.terminating
+    }
+}
+
+/// The key endpoints are grouped by: family, port name and protocol of the slice port.
+pub(crate) type PortKey = (IpFamily, String, Protocol);
+
+/// True when the slice is one the proxy ignores on purpose (no error).
+pub(crate) fn slice_is_ignored(slice: &EndpointSlice) -> bool {
+    slice.metadata.labels.as_ref().is_some_and(|l| {
+        l.contains_key(HEADLESS_LABEL) || l.contains_key(crate::service::SERVICE_PROXY_NAME_LABEL)
+    })
+}
+
+/// Reference to a slice for messages.
+pub(crate) fn slice_ref(slice: &EndpointSlice) -> ObjectRef {
+    ObjectRef::new(
+        ObjectKind::EndpointSlice,
+        namespace_of(&slice.metadata.namespace),
+        slice.metadata.name.as_deref().unwrap_or(""),
+    )
+}
+
+/// Reads the slices of one Service into sorted, de-duplicated endpoint lists per port key.
+/// `node_name` decides locality. Bad slice ports and endpoints are skipped and reported.
+pub(crate) fn collect_endpoints<'a>(
+    slices: impl Iterator<Item = &'a EndpointSlice>,
+    node_name: &str,
+    errors: &mut Vec<ModelError>,
+) -> BTreeMap<PortKey, Vec<Endpoint>> {
+    let mut by_key: BTreeMap<PortKey, BTreeMap<(IpAddr, u16), Endpoint>> = BTreeMap::new();
+    for slice in slices {
+        let object = slice_ref(slice);
+        let mut report = |problem| {
+            errors.push(ModelError {
+                object: object.clone(),
+                problem,
+            })
+        };
+        let family = match slice.address_type.as_str() {
+            "IPv4" => IpFamily::V4,
+            "IPv6" => IpFamily::V6,
+            "FQDN" => continue,
+            other => {
+                report(Problem::InvalidValue {
+                    field: "addressType".into(),
+                    value: other.into(),
+                    detail: "expected IPv4, IPv6 or FQDN".into(),
+                });
+                continue;
+            }
+        };
+        let mut ports = Vec::new();
+        for (i, p) in slice.ports.iter().flatten().enumerate() {
+            let Some(protocol) = Protocol::from_k8s(p.protocol.as_deref()) else {
+                report(Problem::UnknownProtocol {
+                    field: format!("ports[{i}].protocol"),
+                    value: p.protocol.clone().unwrap_or_default(),
+                });
+                continue;
+            };
+            let Some(port) = p.port.and_then(valid_port) else {
+                report(Problem::InvalidPort {
+                    field: format!("ports[{i}].port"),
+                    value: p.port.unwrap_or(0).into(),
+                });
+                continue;
+            };
+            ports.push((p.name.clone().unwrap_or_default(), protocol, port));
+        }
+        for (i, ep) in slice.endpoints.iter().enumerate() {
+            let Some(text) = ep.addresses.first() else {
+                report(Problem::Missing {
+                    field: format!("endpoints[{i}].addresses"),
+                    detail: "an endpoint needs an address".into(),
+                });
+                continue;
+            };
+            let ip = match parse_ip_sloppy(text) {
+                Some(ip) if IpFamily::of(&ip) == family => ip,
+                Some(_) => {
+                    report(Problem::InvalidValue {
+                        field: format!("endpoints[{i}].addresses[0]"),
+                        value: text.clone(),
+                        detail: format!("not an {family} address as addressType says"),
+                    });
+                    continue;
+                }
+                None => {
+                    report(Problem::InvalidIp {
+                        field: format!("endpoints[{i}].addresses[0]"),
+                        value: text.clone(),
+                    });
+                    continue;
+                }
+            };
+            let conditions = ep.conditions.as_ref();
+            let hints = ep.hints.as_ref();
+            for (name, protocol, port) in &ports {
+                let endpoint = Endpoint {
+                    ip,
+                    port: *port,
+                    node_name: ep.node_name.clone(),
+                    is_local: ep.node_name.as_deref() == Some(node_name),
+                    ready: conditions.and_then(|c| c.ready).unwrap_or(true),
+                    serving: conditions.and_then(|c| c.serving).unwrap_or(true),
+                    terminating: conditions.and_then(|c| c.terminating).unwrap_or(false),
+                    zone_hints: hints
+                        .and_then(|h| h.for_zones.as_ref())
+                        .map(|z| z.iter().map(|z| z.name.clone()).collect()),
+                    node_hints: hints
+                        .and_then(|h| h.for_nodes.as_ref())
+                        .map(|n| n.iter().map(|n| n.name.clone()).collect()),
+                };
+                let entries = by_key
+                    .entry((family, name.clone(), *protocol))
+                    .or_default();
+                match entries.get(&(ip, *port)) {
+                    // The same IP:port in two slices: keep one, preferring a running endpoint
+                    // (a new pod reusing a terminating pod's IP).
+                    Some(kept) if !(kept.terminating && !endpoint.terminating) => {}
+                    _ => {
+                        entries.insert((ip, *port), endpoint);
+                    }
+                }
+            }
+        }
+    }
+    by_key
+        .into_iter()
+        .map(|(key, eps)| (key, eps.into_values().collect()))
+        .collect()
+}

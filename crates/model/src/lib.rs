@@ -1,0 +1,34 @@
+//! The semantic core of kube-nftproxy: from Kubernetes Services, EndpointSlices and this node's
+//! Node object to what this node must do for every service-port, per IP family.
+//!
+//! Everything here is a plain function over plain data: no kernel, no API server, no async.
+//! The rules implemented are those of `DESIGN.md` §2 (which follow upstream kube-proxy's nftables
+//! mode); each module says which part it implements.
+//!
+//! The entry point is [`node_view`]: a [`ClusterView`] (the objects) and a [`NodeConfig`] (who this
+//! node is) give [`NodeServices`]: per family, every service-port with its endpoint sets, its
+//! verdicts for every kind of traffic, and the health-check counts. Bad objects never stop the
+//! computation: they are skipped and reported as [`ModelError`]s that name the object.
+
+mod config;
+mod endpoints;
+mod error;
+#[cfg(any(test, feature = "fixtures"))]
+pub mod fixtures;
+mod ip;
+mod objects;
+mod policy;
+mod select;
+mod service;
+mod topology;
+mod view;
+
+pub use config::{NodeConfig, NodePortAddresses};
+pub use endpoints::Endpoint;
+pub use error::{ModelError, Problem};
+pub use ip::parse_ip_sloppy;
+pub use objects::{IpFamily, ObjectKind, ObjectRef, Protocol, ServicePortName, ServiceRef};
+pub use policy::{Action, EndpointSet, EntryPoint, ExternalDispatch, Source, TrafficPolicy, Verdict};
+pub use view::{
+    node_view, ClusterView, FamilyServices, HealthCheck, NodeServices, ServicePortView,
+};

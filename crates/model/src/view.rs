@@ -1,0 +1,531 @@
+//! The cluster as seen by the proxy ([`ClusterView`]) and what this node does with it
+//! ([`node_view`] → [`NodeServices`]).
+
+use crate::config::{NodeConfig, NodePortAddresses};
+use crate::endpoints::{collect_endpoints, slice_is_ignored, slice_ref, Endpoint, SERVICE_NAME_LABEL};
+use crate::error::{ModelError, Problem};
+use crate::ip::parse_ip_sloppy;
+use crate::objects::{IpFamily, ObjectKind, ObjectRef, ServicePortName, ServiceRef};
+use crate::policy::TrafficPolicy;
+use crate::select::select_endpoints;
+use crate::service::{namespace_of, parse_service, ServiceInfo};
+use ipnet::IpNet;
+use k8s_openapi::api::core::v1::{Node, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
+
+/// The zone label of Nodes.
+const ZONE_LABEL: &str = "topology.kubernetes.io/zone";
+
+/// The objects the proxy reads, indexed for per-Service work. Fed by the reflectors (or a
+/// manifest directory); cheap to update one object at a time.
+#[derive(Debug, Clone, Default)]
+pub struct ClusterView {
+    services: BTreeMap<ServiceRef, Service>,
+    /// Slices by owning Service, then by slice name.
+    slices: BTreeMap<ServiceRef, BTreeMap<String, EndpointSlice>>,
+    /// Which Service each slice (namespace, name) is filed under.
+    slice_owner: BTreeMap<(String, String), ServiceRef>,
+    /// Slices that cannot be joined to a Service, with the reason.
+    unjoinable: BTreeMap<(String, String), ModelError>,
+    node: Option<Node>,
+}
+
+impl ClusterView {
+    /// An empty view.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// A view of these objects; `node_name` picks this node's Node among `nodes`.
+    pub fn from_objects(
+        services: impl IntoIterator<Item = Service>,
+        slices: impl IntoIterator<Item = EndpointSlice>,
+        nodes: impl IntoIterator<Item = Node>,
+        node_name: &str,
+    ) -> Self {
+        let mut view = ClusterView::new();
+        for svc in services {
+            view.upsert_service(svc);
+        }
+        for slice in slices {
+            view.upsert_slice(slice);
+        }
+        view.node = nodes
+            .into_iter()
+            .find(|n| n.metadata.name.as_deref() == Some(node_name));
+        view
+    }
+
+    /// Adds or replaces a Service; returns which Service it is.
+    pub fn upsert_service(&mut self, svc: Service) -> ServiceRef {
+        let key = ServiceRef::new(
+            namespace_of(&svc.metadata.namespace),
+            svc.metadata.name.as_deref().unwrap_or(""),
+        );
+        self.services.insert(key.clone(), svc);
+        key
+    }
+
+    /// Removes a Service (its slices stay until they are deleted themselves).
+    pub fn remove_service(&mut self, key: &ServiceRef) {
+        self.services.remove(key);
+    }
+
+    /// Adds or replaces an EndpointSlice; returns the Services whose endpoints changed
+    /// (the old owner too, when the slice moved).
+    pub fn upsert_slice(&mut self, slice: EndpointSlice) -> Vec<ServiceRef> {
+        let namespace = namespace_of(&slice.metadata.namespace).to_owned();
+        let name = slice.metadata.name.clone().unwrap_or_default();
+        let mut touched = self.remove_slice(&namespace, &name);
+        if slice_is_ignored(&slice) {
+            return touched;
+        }
+        let owner = slice
+            .metadata
+            .labels
+            .as_ref()
+            .and_then(|l| l.get(SERVICE_NAME_LABEL))
+            .filter(|s| !s.is_empty());
+        let Some(owner) = owner else {
+            let error = ModelError {
+                object: slice_ref(&slice),
+                problem: Problem::MissingServiceName,
+            };
+            self.unjoinable.insert((namespace, name), error);
+            return touched;
+        };
+        let owner = ServiceRef::new(&namespace, owner);
+        self.slice_owner.insert((namespace, name.clone()), owner.clone());
+        self.slices.entry(owner.clone()).or_default().insert(name, slice);
+        touched.push(owner);
+        touched
+    }
+
+    /// Removes an EndpointSlice; returns the Service it belonged to, if any.
+    pub fn remove_slice(&mut self, namespace: &str, name: &str) -> Vec<ServiceRef> {
+        let key = (namespace.to_owned(), name.to_owned());
+        self.unjoinable.remove(&key);
+        let Some(owner) = self.slice_owner.remove(&key) else {
+            return Vec::new();
+        };
+        if let Some(slices) = self.slices.get_mut(&owner) {
+            slices.remove(name);
+            if slices.is_empty() {
+                self.slices.remove(&owner);
+            }
+        }
+        vec![owner]
+    }
+
+    /// Sets (or clears) this node's Node object.
+    pub fn set_node(&mut self, node: Option<Node>) {
+        self.node = node;
+    }
+
+    /// This node's Node object, when known.
+    pub fn node(&self) -> Option<&Node> {
+        self.node.as_ref()
+    }
+
+    /// The number of Services in the view.
+    pub fn service_count(&self) -> usize {
+        self.services.len()
+    }
+}
+
+/// What this node does for one service-port in one family.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct ServicePortView {
+    /// Which service-port.
+    pub name: ServicePortName,
+    /// The family this view is for.
+    pub family: IpFamily,
+    /// The Service's cluster IP of this family.
+    pub cluster_ip: IpAddr,
+    /// The service port number.
+    pub port: u16,
+    /// The NodePort, for NodePort and LoadBalancer Services.
+    pub node_port: Option<u16>,
+    /// `spec.externalIPs` of this family.
+    pub external_ips: Vec<IpAddr>,
+    /// LoadBalancer ingress IPs of this family (`ipMode: Proxy` ones left out).
+    pub load_balancer_ips: Vec<IpAddr>,
+    /// Allowed sources for traffic to the LoadBalancer IPs, when `loadBalancerSourceRanges`
+    /// restrict it (`None`: no restriction). Holds the ranges of this family, plus the LB IPs
+    /// themselves when a range contains a node address (traffic from the node to its own VIP).
+    /// Ranges given only for the other family leave this empty: every source is refused.
+    pub firewall: Option<Vec<IpNet>>,
+    /// `spec.internalTrafficPolicy`.
+    pub internal_policy: TrafficPolicy,
+    /// `spec.externalTrafficPolicy` (always Cluster when not externally reachable).
+    pub external_policy: TrafficPolicy,
+    /// ClientIP session affinity timeout in seconds, when enabled.
+    pub affinity_timeout: Option<u32>,
+    /// The cluster endpoint set (DESIGN.md §2.2).
+    pub cluster_endpoints: Vec<Endpoint>,
+    /// The local endpoint set (DESIGN.md §2.2).
+    pub local_endpoints: Vec<Endpoint>,
+    /// True when topology hints narrowed the cluster set.
+    pub topology_filtered: bool,
+    /// True when cluster CIDRs are configured, so pod sources can be recognised.
+    pub pod_sources_known: bool,
+    /// `masquerade_all` from the node configuration.
+    pub masquerade_all: bool,
+}
+
+impl ServicePortView {
+    /// A short owner label for rules and map elements: `namespace/name:port`, where port is the
+    /// port's name, or its number when unnamed.
+    pub fn label(&self) -> String {
+        format!("{}:{}", self.name.service, self.port_label())
+    }
+
+    /// The port's name, or its number when unnamed.
+    pub fn port_label(&self) -> String {
+        if self.name.port_name.is_empty() {
+            self.port.to_string()
+        } else {
+            self.name.port_name.clone()
+        }
+    }
+
+    /// Every endpoint some traffic of this service-port may reach (cluster ∪ local), sorted.
+    pub fn reachable_endpoints(&self) -> Vec<&Endpoint> {
+        let mut all: Vec<&Endpoint> = self
+            .cluster_endpoints
+            .iter()
+            .chain(&self.local_endpoints)
+            .collect();
+        all.sort_by_key(|e| (e.ip, e.port));
+        all.dedup_by_key(|e| (e.ip, e.port));
+        all
+    }
+}
+
+/// A per-Service health check node port and what it answers (DESIGN.md §2.5).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct HealthCheck {
+    /// `spec.healthCheckNodePort`.
+    pub node_port: u16,
+    /// Distinct ready endpoint IPs on this node (terminating ones do not count). The check
+    /// answers 200 only when this is at least 1.
+    pub local_endpoints: usize,
+}
+
+/// Everything this node does in one IP family.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct FamilyServices {
+    /// The family.
+    pub family: IpFamily,
+    /// This node's addresses of the family, primary first.
+    pub node_ips: Vec<IpAddr>,
+    /// The node addresses that take NodePort traffic and serve health checks.
+    pub node_port_ips: Vec<IpAddr>,
+    /// The cluster (pod) CIDRs of the family.
+    pub cluster_cidrs: Vec<IpNet>,
+    /// Masquerade all ClusterIP traffic.
+    pub masquerade_all: bool,
+    /// Every programmed service-port.
+    pub ports: BTreeMap<ServicePortName, ServicePortView>,
+    /// Health check node ports by Service.
+    pub health_checks: BTreeMap<ServiceRef, HealthCheck>,
+}
+
+impl FamilyServices {
+    fn new(family: IpFamily) -> Self {
+        FamilyServices {
+            family,
+            node_ips: Vec::new(),
+            node_port_ips: Vec::new(),
+            cluster_cidrs: Vec::new(),
+            masquerade_all: false,
+            ports: BTreeMap::new(),
+            health_checks: BTreeMap::new(),
+        }
+    }
+}
+
+/// What this node does, per family, plus the problems found in the input.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct NodeServices {
+    /// IPv4.
+    pub ipv4: FamilyServices,
+    /// IPv6.
+    pub ipv6: FamilyServices,
+    /// Bad objects (or parts of objects) that were skipped.
+    #[serde(skip)]
+    pub errors: Vec<ModelError>,
+}
+
+impl NodeServices {
+    /// The services of one family.
+    pub fn family(&self, family: IpFamily) -> &FamilyServices {
+        match family {
+            IpFamily::V4 => &self.ipv4,
+            IpFamily::V6 => &self.ipv6,
+        }
+    }
+
+    fn family_mut(&mut self, family: IpFamily) -> &mut FamilyServices {
+        match family {
+            IpFamily::V4 => &mut self.ipv4,
+            IpFamily::V6 => &mut self.ipv6,
+        }
+    }
+}
+
+/// Computes what this node does for every service-port of the view.
+pub fn node_view(view: &ClusterView, config: &NodeConfig) -> NodeServices {
+    let mut out = NodeServices {
+        ipv4: FamilyServices::new(IpFamily::V4),
+        ipv6: FamilyServices::new(IpFamily::V6),
+        errors: view.unjoinable.values().cloned().collect(),
+    };
+    let node_ips = node_addresses(view.node.as_ref(), config, &mut out.errors);
+    let zone = view
+        .node
+        .as_ref()
+        .and_then(|n| n.metadata.labels.as_ref())
+        .and_then(|l| l.get(ZONE_LABEL))
+        .map(String::as_str);
+    for family in IpFamily::ALL {
+        let fam = out.family_mut(family);
+        fam.node_ips = node_ips
+            .iter()
+            .filter(|ip| IpFamily::of(ip) == family)
+            .copied()
+            .collect();
+        fam.node_port_ips = node_port_ips(&fam.node_ips, &config.node_port_addresses);
+        fam.cluster_cidrs = config
+            .cluster_cidrs
+            .iter()
+            .filter(|c| matches!((c, family), (IpNet::V4(_), IpFamily::V4) | (IpNet::V6(_), IpFamily::V6)))
+            .map(IpNet::trunc)
+            .collect();
+        fam.masquerade_all = config.masquerade_all;
+    }
+
+    let mut infos = Vec::with_capacity(view.services.len());
+    for svc in view.services.values() {
+        if let Some(info) = parse_service(svc, &mut out.errors) {
+            infos.push(info);
+        }
+    }
+    let no_slices = BTreeMap::new();
+    for info in &infos {
+        let slices = view.slices.get(&info.service).unwrap_or(&no_slices);
+        let endpoints = collect_endpoints(slices.values(), &config.node_name, &mut out.errors);
+        for (&family, &cluster_ip) in &info.cluster_ips {
+            let fam = out.family_mut(family);
+            add_service_ports(fam, info, cluster_ip, &endpoints, &config.node_name, zone);
+        }
+    }
+    for family in IpFamily::ALL {
+        let mut errors = Vec::new();
+        resolve_conflicts(out.family_mut(family), &mut errors);
+        for e in errors {
+            if !out.errors.contains(&e) {
+                out.errors.push(e);
+            }
+        }
+    }
+    out
+}
+
+/// Adds the views of every port of one Service in one family, and its health check.
+fn add_service_ports(
+    fam: &mut FamilyServices,
+    info: &ServiceInfo,
+    cluster_ip: IpAddr,
+    endpoints: &BTreeMap<crate::endpoints::PortKey, Vec<Endpoint>>,
+    node_name: &str,
+    zone: Option<&str>,
+) {
+    let family = fam.family;
+    let of_family = |ips: &[IpAddr]| -> Vec<IpAddr> {
+        ips.iter().filter(|ip| IpFamily::of(ip) == family).copied().collect()
+    };
+    let external_ips = of_family(&info.external_ips);
+    let load_balancer_ips = of_family(&info.load_balancer_ips);
+    let firewall = firewall_sources(info, family, &load_balancer_ips, &fam.node_ips);
+    let mut local_ready_ips = BTreeSet::new();
+    let none = Vec::new();
+    for port in &info.ports {
+        let name = ServicePortName {
+            service: info.service.clone(),
+            port_name: port.name.clone(),
+            protocol: port.protocol,
+        };
+        let all = endpoints
+            .get(&(family, port.name.clone(), port.protocol))
+            .unwrap_or(&none);
+        local_ready_ips.extend(all.iter().filter(|e| e.is_local && e.ready).map(|e| e.ip));
+        let selection = select_endpoints(all, node_name, zone);
+        let view = ServicePortView {
+            name: name.clone(),
+            family,
+            cluster_ip,
+            port: port.port,
+            node_port: port.node_port,
+            external_ips: external_ips.clone(),
+            load_balancer_ips: load_balancer_ips.clone(),
+            firewall: firewall.clone(),
+            internal_policy: info.internal_policy,
+            external_policy: info.external_policy,
+            affinity_timeout: info.affinity_timeout,
+            cluster_endpoints: selection.cluster,
+            local_endpoints: selection.local,
+            topology_filtered: selection.topology_filtered,
+            pod_sources_known: !fam.cluster_cidrs.is_empty(),
+            masquerade_all: fam.masquerade_all,
+        };
+        fam.ports.insert(name, view);
+    }
+    if let Some(node_port) = info.health_check_node_port {
+        fam.health_checks.insert(
+            info.service.clone(),
+            HealthCheck {
+                node_port,
+                local_endpoints: local_ready_ips.len(),
+            },
+        );
+    }
+}
+
+/// The allowed sources of LoadBalancer traffic for one family (see
+/// [`ServicePortView::firewall`]).
+fn firewall_sources(
+    info: &ServiceInfo,
+    family: IpFamily,
+    load_balancer_ips: &[IpAddr],
+    node_ips: &[IpAddr],
+) -> Option<Vec<IpNet>> {
+    if info.source_ranges.is_empty() || load_balancer_ips.is_empty() {
+        return None;
+    }
+    let mut allowed: Vec<IpNet> = info
+        .source_ranges
+        .iter()
+        .filter(|net| IpFamily::of(&net.addr()) == family)
+        .copied()
+        .collect();
+    if allowed
+        .iter()
+        .any(|net| node_ips.iter().any(|ip| net.contains(ip)))
+    {
+        allowed.extend(load_balancer_ips.iter().map(|ip| IpNet::from(*ip)));
+    }
+    Some(allowed)
+}
+
+/// This node's addresses: from the configuration, else from the Node's `status.addresses`.
+fn node_addresses(node: Option<&Node>, config: &NodeConfig, errors: &mut Vec<ModelError>) -> Vec<IpAddr> {
+    if !config.node_ips.is_empty() {
+        return config.node_ips.clone();
+    }
+    let Some(node) = node else {
+        return Vec::new();
+    };
+    let addresses = node
+        .status
+        .as_ref()
+        .and_then(|s| s.addresses.as_deref())
+        .unwrap_or_default();
+    let mut ips = Vec::new();
+    for kind in ["InternalIP", "ExternalIP"] {
+        for (i, a) in addresses.iter().enumerate().filter(|(_, a)| a.type_ == kind) {
+            match parse_ip_sloppy(&a.address) {
+                Some(ip) if !ips.contains(&ip) => ips.push(ip),
+                Some(_) => {}
+                None => errors.push(ModelError {
+                    object: ObjectRef::new(
+                        ObjectKind::Node,
+                        "",
+                        node.metadata.name.as_deref().unwrap_or(""),
+                    ),
+                    problem: Problem::InvalidIp {
+                        field: format!("status.addresses[{i}].address"),
+                        value: a.address.clone(),
+                    },
+                }),
+            }
+        }
+    }
+    ips
+}
+
+/// The node addresses that take NodePort traffic. Loopback addresses never do.
+fn node_port_ips(node_ips: &[IpAddr], addresses: &NodePortAddresses) -> Vec<IpAddr> {
+    let usable = node_ips.iter().filter(|ip| !ip.is_loopback()).copied();
+    match addresses {
+        NodePortAddresses::Primary => usable.take(1).collect(),
+        NodePortAddresses::Cidrs(cidrs) => usable
+            .filter(|ip| cidrs.iter().any(|c| c.contains(ip)))
+            .collect(),
+    }
+}
+
+/// Gives every destination (address, protocol, port) and every NodePort to one service-port:
+/// the first in namespace/name order. Later claimants lose that destination and get an error;
+/// a service-port whose cluster IP destination is taken is dropped entirely.
+fn resolve_conflicts(fam: &mut FamilyServices, errors: &mut Vec<ModelError>) {
+    let mut owners: BTreeMap<(IpAddr, crate::Protocol, u16), String> = BTreeMap::new();
+    let mut node_ports: BTreeMap<(crate::Protocol, u16), String> = BTreeMap::new();
+    let conflict = |name: &ServicePortName, destination: String, owner: &str| ModelError {
+        object: ObjectRef::new(ObjectKind::Service, &name.service.namespace, &name.service.name),
+        problem: Problem::ConflictingDestination {
+            destination,
+            owner: owner.to_owned(),
+        },
+    };
+    let mut dropped = Vec::new();
+    for (name, view) in &fam.ports {
+        let key = (view.cluster_ip, view.name.protocol, view.port);
+        match owners.get(&key) {
+            Some(owner) => {
+                let dest = format!("{} {} {}", view.cluster_ip, view.name.protocol, view.port);
+                errors.push(conflict(name, dest, owner));
+                dropped.push(name.clone());
+            }
+            None => {
+                owners.insert(key, view.label());
+            }
+        }
+    }
+    for name in dropped {
+        fam.ports.remove(&name);
+    }
+    for (name, view) in fam.ports.iter_mut() {
+        let label = view.label();
+        let (protocol, port) = (view.name.protocol, view.port);
+        for ips in [&mut view.external_ips, &mut view.load_balancer_ips] {
+            ips.retain(|ip| match owners.get(&(*ip, protocol, port)) {
+                Some(owner) if *owner != label => {
+                    errors.push(conflict(name, format!("{ip} {protocol} {port}"), owner));
+                    false
+                }
+                Some(_) => true,
+                None => {
+                    owners.insert((*ip, protocol, port), label.clone());
+                    true
+                }
+            });
+        }
+        if view.load_balancer_ips.is_empty() {
+            view.firewall = None;
+        }
+        if let Some(np) = view.node_port {
+            match node_ports.get(&(protocol, np)) {
+                Some(owner) => {
+                    errors.push(conflict(name, format!("NodePort {protocol} {np}"), owner));
+                    view.node_port = None;
+                }
+                None => {
+                    node_ports.insert((protocol, np), label);
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,17 @@
+//! Test support for kube-nftproxy.
+//!
+//! * [`NetNs`]: a network namespace that deletes itself on drop (also when a
+//!   test panics), with helpers to run commands and load or list nftables
+//!   rulesets inside it.
+//! * [`require_kernel`]: gate for tests that need root, `nft` and `ip`.
+//! * [`normalize_nft_listing`]: makes `nft list ruleset` outputs comparable.
+
+mod error;
+mod kernel;
+mod netns;
+mod normalize;
+
+pub use error::TestbedError;
+pub use kernel::require_kernel;
+pub use netns::NetNs;
+pub use normalize::normalize_nft_listing;
