@@ -1,1 +1,50 @@
-fn main() {}
+//! `kube-nftproxy`: a Kubernetes Service proxy for one node, on nftables.
+
+use agent::render;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand, ValueEnum};
+
+/// A Kubernetes node agent that implements Services with nftables, in place of kube-proxy.
+#[derive(Debug, Parser)]
+#[command(name = "kube-nftproxy", version, about)]
+struct Cli {
+    /// Log format.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true)]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Print the ruleset a node would get from manifests of Services, EndpointSlices and Nodes.
+    Render(render::RenderArgs),
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    init_logging(cli.log_format);
+    match cli.command {
+        Command::Render(args) => render::run(&args),
+    }
+}
+

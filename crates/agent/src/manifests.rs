@@ -1018,6 +1018,39 @@ items:
         );
     }
 
+    #[test]
+    fn the_shipped_examples_load() {
+        let cluster = load_str(
+            include_str!("../../../examples/cluster.yaml"),
+            "cluster.yaml",
+        );
+        assert_eq!(cluster.problems, []);
+        assert_eq!(cluster.ignored, 0);
+        assert_eq!(
+            (
+                cluster.services.len(),
+                cluster.endpoint_slices.len(),
+                cluster.nodes.len()
+            ),
+            (12, 13, 2)
+        );
+
+        let bad = load_str(
+            include_str!("../../../examples/bad/broken.yaml"),
+            "broken.yaml",
+        );
+        let problems: Vec<String> = bad.problems.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            problems,
+            [
+                "broken.yaml document 8 (Service bad/unparseable): spec.ports[0].port: \
+              invalid type: string \"eighty\", expected i32"
+            ]
+        );
+        assert!(names_of(&bad).contains(&"Service bad/fine".to_owned()));
+        assert!(names_of(&bad).contains(&"EndpointSlice bad/fine-j7k8l".to_owned()));
+    }
+
     /// A directory under the system's temporary directory, removed on drop.
     struct TempDir(PathBuf);
 

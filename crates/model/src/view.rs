@@ -228,9 +228,27 @@ pub struct FamilyServices {
     /// Masquerade all ClusterIP traffic.
     pub masquerade_all: bool,
     /// Every programmed service-port.
+    #[serde(serialize_with = "serialize_values")]
     pub ports: BTreeMap<ServicePortName, ServicePortView>,
     /// Health check node ports by Service.
+    #[serde(serialize_with = "serialize_display_keys")]
     pub health_checks: BTreeMap<ServiceRef, HealthCheck>,
+}
+
+/// Serialises a map as the list of its values (JSON keys must be strings).
+fn serialize_values<K, V: serde::Serialize, S: serde::Serializer>(
+    map: &BTreeMap<K, V>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    serializer.collect_seq(map.values())
+}
+
+/// Serialises a map with its keys written out as text.
+fn serialize_display_keys<K: std::fmt::Display, V: serde::Serialize, S: serde::Serializer>(
+    map: &BTreeMap<K, V>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    serializer.collect_map(map.iter().map(|(k, v)| (k.to_string(), v)))
 }
 
 impl FamilyServices {

@@ -1,1 +1,33 @@
-//! placeholder
+//! The desired nftables ruleset of one node as typed data, rendered as `nft` text, and the
+//! planner that finds the smallest transaction from what the kernel has to what it should have.
+//!
+//! - [`desired`] turns [`model::NodeServices`] into a [`Ruleset`]: one table per family
+//!   (`ip kube-nftproxy`, `ip6 kube-nftproxy`), laid out as `docs/architecture.md` describes.
+//! - [`render`] prints a ruleset as `nft list ruleset` would (and `nft -f` accepts).
+//! - [`plan`] compares two rulesets and returns a [`Transaction`]: ordered add/flush/delete
+//!   operations, as few as the difference needs. [`Ruleset::apply`] carries one out in memory,
+//!   with the kernel's referential checks, so the planner is tested without a kernel.
+//!
+//! Pure: no I/O, no kernel. The `nft` crate sends transactions to the kernel.
+
+mod apply;
+mod desired;
+mod format;
+mod names;
+mod plan;
+mod render;
+mod rule;
+mod transaction;
+mod types;
+
+pub use apply::ApplyError;
+pub use desired::{desired, desired_table, Options};
+pub use names::{chain_name, ChainKind};
+pub use plan::plan;
+pub use render::{render, render_table};
+pub use rule::{Expr, Rule};
+pub use transaction::{Op, Transaction};
+pub use types::{
+    BaseChain, Chain, ChainType, ElemKey, ElemValue, Family, Hook, KeyPart, KeyType, Ruleset, Set,
+    SetSpec, Table, TableId, Verdict,
+};

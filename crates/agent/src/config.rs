@@ -1,0 +1,224 @@
+//! The agent's configuration: built-in defaults < config file < `KUBE_NFTPROXY_*` environment <
+//! command-line flags (figment). Unknown keys and bad values are errors that name the key and
+//! where its value came from.
+
+use figment::providers::{Env, Format, Serialized, Toml};
+use figment::Figment;
+use ipnet::IpNet;
+use model::{NodeConfig, NodePortAddresses};
+use serde::{Deserialize, Serialize};
+use std::net::IpAddr;
+use std::path::Path;
+
+/// The config file read when `--config` is not given (skipped when absent).
+pub const DEFAULT_CONFIG_PATH: &str = "/etc/kube-nftproxy/config.toml";
+/// The prefix of configuration environment variables.
+pub const ENV_PREFIX: &str = "KUBE_NFTPROXY_";
+
+/// Every configuration key, with its default. `config/kube-nftproxy.toml` documents each one.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// This node's name (as EndpointSlices' `nodeName`); empty means the host name.
+    pub node_name: String,
+    /// This node's addresses, primary first per family; empty means from the Node object.
+    pub node_ips: Vec<IpAddr>,
+    /// The cluster's pod CIDRs (one per family), to tell pod traffic from other traffic.
+    pub cluster_cidrs: Vec<IpNet>,
+    /// Which node addresses accept NodePorts: `["primary"]`, or CIDRs.
+    pub node_port_addresses: Vec<String>,
+    /// Masquerade all ClusterIP traffic.
+    pub masquerade_all: bool,
+    /// The packet-mark bit that asks for masquerade (0-31).
+    pub masquerade_bit: u8,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            node_name: String::new(),
+            node_ips: Vec::new(),
+            cluster_cidrs: Vec::new(),
+            node_port_addresses: vec!["primary".into()],
+            masquerade_all: false,
+            masquerade_bit: 14,
+        }
+    }
+}
+
+/// A configuration error: which key, what is wrong, where the value came from.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// Reading or decoding failed (figment's message names the key and the source).
+    #[error("configuration: {0}")]
+    Load(#[from] Box<figment::Error>),
+    /// A value decoded but is not acceptable.
+    #[error("configuration key {key}: {reason}")]
+    Invalid {
+        /// The key.
+        key: &'static str,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+/// Values given as command-line flags (highest precedence).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct FlagOverrides {
+    /// `--node`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub node_name: Option<String>,
+}
+
+/// Loads the configuration from defaults, `file` (or the default path when it exists), the
+/// environment and the flags.
+pub fn load(file: Option<&Path>, flags: &FlagOverrides) -> Result<Config, ConfigError> {
+    let mut figment = Figment::from(Serialized::defaults(Config::default()));
+    match file {
+        Some(path) => figment = figment.merge(Toml::file_exact(path)),
+        None if Path::new(DEFAULT_CONFIG_PATH).exists() => {
+            figment = figment.merge(Toml::file_exact(DEFAULT_CONFIG_PATH))
+        }
+        None => {}
+    }
+    figment = figment
+        .merge(Env::prefixed(ENV_PREFIX))
+        .merge(Serialized::defaults(flags));
+    let config: Config = figment.extract().map_err(Box::new)?;
+    config.validate()?;
+    Ok(config)
+}
+
+impl Config {
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self.masquerade_bit > 31 {
+            return Err(ConfigError::Invalid {
+                key: "masquerade_bit",
+                reason: format!("{} is not a bit of a 32-bit mark (0-31)", self.masquerade_bit),
+            });
+        }
+        self.node_port_addresses()?;
+        Ok(())
+    }
+
+    /// `node_port_addresses` as the model takes it.
+    pub fn node_port_addresses(&self) -> Result<NodePortAddresses, ConfigError> {
+        let entries = &self.node_port_addresses;
+        if entries.is_empty() || entries.iter().any(|e| e == "primary") {
+            if entries.len() > 1 {
+                return Err(ConfigError::Invalid {
+                    key: "node_port_addresses",
+                    reason: "\"primary\" cannot be combined with CIDRs".into(),
+                });
+            }
+            return Ok(NodePortAddresses::Primary);
+        }
+        let mut cidrs = Vec::new();
+        for e in entries {
+            let net = e.parse::<IpNet>().map_err(|_| ConfigError::Invalid {
+                key: "node_port_addresses",
+                reason: format!("{e:?} is neither \"primary\" nor a CIDR"),
+            })?;
+            cidrs.push(net);
+        }
+        Ok(NodePortAddresses::Cidrs(cidrs))
+    }
+
+    /// The node name: configured, else the host name.
+    pub fn effective_node_name(&self) -> String {
+        if !self.node_name.is_empty() {
+            return self.node_name.clone();
+        }
+        std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|h| h.trim().to_lowercase())
+            .unwrap_or_default()
+    }
+
+    /// The part of the configuration the model needs.
+    pub fn node_config(&self) -> Result<NodeConfig, ConfigError> {
+        Ok(NodeConfig {
+            node_name: self.effective_node_name(),
+            node_ips: self.node_ips.clone(),
+            cluster_cidrs: self.cluster_cidrs.clone(),
+            node_port_addresses: self.node_port_addresses()?,
+            masquerade_all: self.masquerade_all,
+        })
+    }
+
+    /// The part of the configuration the ruleset needs.
+    pub fn ruleset_options(&self) -> ruleset::Options {
+        ruleset::Options {
+            masquerade_bit: self.masquerade_bit,
+            ..ruleset::Options::default()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use figment::Jail;
+
+    #[test]
+    fn precedence_defaults_file_env_flags() {
+        Jail::expect_with(|jail| {
+            jail.create_file("c.toml", "node_name = \"from-file\"\nmasquerade_bit = 3\n")?;
+            let c = load(Some(Path::new("c.toml")), &FlagOverrides::default()).expect("load");
+            assert_eq!((c.node_name.as_str(), c.masquerade_bit), ("from-file", 3));
+            assert!(!c.masquerade_all, "default kept");
+            jail.set_env("KUBE_NFTPROXY_NODE_NAME", "from-env");
+            let c = load(Some(Path::new("c.toml")), &FlagOverrides::default()).expect("load");
+            assert_eq!(c.node_name, "from-env");
+            let flags = FlagOverrides {
+                node_name: Some("from-flag".into()),
+            };
+            let c = load(Some(Path::new("c.toml")), &flags).expect("load");
+            assert_eq!(c.node_name, "from-flag");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn unknown_key_is_named_with_its_source() {
+        Jail::expect_with(|jail| {
+            jail.create_file("c.toml", "node_nmae = \"typo\"\n")?;
+            let err = load(Some(Path::new("c.toml")), &FlagOverrides::default())
+                .expect_err("unknown key");
+            let msg = err.to_string();
+            assert!(msg.contains("node_nmae"), "{msg}");
+            assert!(msg.contains("c.toml"), "{msg}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn bad_values_name_the_key() {
+        Jail::expect_with(|jail| {
+            jail.create_file("a.toml", "cluster_cidrs = [\"10.0.0.0/33\"]\n")?;
+            let msg = load(Some(Path::new("a.toml")), &FlagOverrides::default())
+                .expect_err("bad cidr")
+                .to_string();
+            assert!(msg.contains("cluster_cidrs"), "{msg}");
+            jail.create_file("b.toml", "node_port_addresses = [\"primary\", \"10.0.0.0/8\"]\n")?;
+            let msg = load(Some(Path::new("b.toml")), &FlagOverrides::default())
+                .expect_err("primary and cidr")
+                .to_string();
+            assert!(msg.contains("node_port_addresses"), "{msg}");
+            jail.create_file("m.toml", "masquerade_bit = 40\n")?;
+            let msg = load(Some(Path::new("m.toml")), &FlagOverrides::default())
+                .expect_err("bit")
+                .to_string();
+            assert!(msg.contains("masquerade_bit"), "{msg}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn cidrs_for_node_ports() {
+        let c = Config {
+            node_port_addresses: vec!["10.0.0.0/8".into(), "fd00::/64".into()],
+            ..Config::default()
+        };
+        assert!(matches!(c.node_port_addresses(), Ok(NodePortAddresses::Cidrs(v)) if v.len() == 2));
+    }
+}

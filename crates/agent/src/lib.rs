@@ -1,0 +1,6 @@
+//! The kube-nftproxy agent: configuration, sources of cluster state, and the commands of the
+//! `kube-nftproxy` binary. The semantics live in the `model` and `ruleset` crates.
+
+pub mod config;
+pub mod manifests;
+pub mod render;

@@ -1,0 +1,476 @@
+//! From what the node does ([`model::NodeServices`]) to the ruleset it needs (DESIGN.md §3).
+//!
+//! Layout of each family's table (see `docs/architecture.md` for the why of each piece):
+//!
+//! | base chain | hook, priority | does |
+//! |---|---|---|
+//! | `filter-prerouting-pre-dnat` | prerouting, −110 | new connections: `firewall-check` (source ranges) |
+//! | `filter-output-pre-dnat` | output, −110 | the same for the node's own traffic |
+//! | `nat-prerouting` | prerouting, −100 | `services`: DNAT by the verdict maps |
+//! | `nat-output` | output, −100 | the same for the node's own traffic |
+//! | `filter-input` | input, 0 | new connections: no-endpoint drop/reject for NodePorts and services |
+//! | `filter-forward` | forward, 0 | new connections: no-endpoint checks, unknown ClusterIP ports |
+//! | `filter-output` | output, 0 | the same for the node's own traffic |
+//! | `nat-postrouting` | postrouting, 100 | `masquerading`: marked and hairpin connections |
+
+use crate::names::{affinity_set_name, chain_name, endpoint_chain_name, ChainKind};
+use crate::rule::{Expr, Rule};
+use crate::types::{
+    BaseChain, Chain, ChainType, ElemKey, ElemValue, Family, Hook, KeyPart, KeyType, Ruleset, Set,
+    SetSpec, Table, TableId, Verdict,
+};
+use model::{
+    Action, Endpoint, EndpointSet, ExternalDispatch, FamilyServices, NodeServices, ServicePortView,
+};
+use std::net::IpAddr;
+
+/// Names of the fixed sets, maps and chains.
+pub(crate) mod fixed {
+    pub const CLUSTER_IPS: &str = "cluster-ips";
+    pub const NODEPORT_IPS: &str = "nodeport-ips";
+    pub const SERVICE_IPS: &str = "service-ips";
+    pub const SERVICE_NODEPORTS: &str = "service-nodeports";
+    pub const NO_ENDPOINT_SERVICES: &str = "no-endpoint-services";
+    pub const NO_ENDPOINT_NODEPORTS: &str = "no-endpoint-nodeports";
+    pub const FIREWALL_IPS: &str = "firewall-ips";
+    pub const HAIRPIN: &str = "hairpin-connections";
+    pub const SERVICES: &str = "services";
+    pub const MASQUERADING: &str = "masquerading";
+    pub const FIREWALL_CHECK: &str = "firewall-check";
+    pub const SERVICE_ENDPOINTS_CHECK: &str = "service-endpoints-check";
+    pub const NODEPORT_ENDPOINTS_CHECK: &str = "nodeport-endpoints-check";
+    pub const CLUSTER_IPS_CHECK: &str = "cluster-ips-check";
+    pub const REJECT_CHAIN: &str = "reject-chain";
+}
+use fixed::*;
+
+/// Settings of the ruleset that are not Kubernetes semantics.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Options {
+    /// The name of our table in each family.
+    pub table_name: String,
+    /// The bit of the packet mark that asks for masquerade (kube-proxy's default is 14).
+    pub masquerade_bit: u8,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            table_name: "kube-nftproxy".into(),
+            masquerade_bit: 14,
+        }
+    }
+}
+
+impl Options {
+    fn mark(&self) -> u32 {
+        1u32 << (self.masquerade_bit % 32)
+    }
+}
+
+/// The desired ruleset: one table per family.
+pub fn desired(services: &NodeServices, options: &Options) -> Ruleset {
+    let mut ruleset = Ruleset::default();
+    for fam in [&services.ipv4, &services.ipv6] {
+        let id = TableId {
+            family: fam.family.into(),
+            name: options.table_name.clone(),
+        };
+        ruleset.tables.insert(id, desired_table(fam, options));
+    }
+    ruleset
+}
+
+/// The desired table of one family.
+pub fn desired_table(fam: &FamilyServices, options: &Options) -> Table {
+    let mut b = Builder {
+        family: fam.family.into(),
+        mark: options.mark(),
+        table: Table {
+            comment: Some("rules for kube-nftproxy".into()),
+            ..Table::default()
+        },
+    };
+    b.fixed(fam);
+    for view in fam.ports.values() {
+        b.service_port(view, fam);
+    }
+    b.table
+}
+
+struct Builder {
+    family: Family,
+    mark: u32,
+    table: Table,
+}
+
+fn goto(chain: &str) -> Expr {
+    Expr::Verdict(Verdict::Goto(chain.to_owned()))
+}
+
+fn jump(chain: &str) -> Expr {
+    Expr::Verdict(Verdict::Jump(chain.to_owned()))
+}
+
+impl Builder {
+    fn set(&mut self, name: &str, key: Vec<KeyType>, verdict_map: bool, comment: &str) {
+        let spec = SetSpec {
+            key,
+            verdict_map,
+            comment: Some(comment.into()),
+            ..SetSpec::default()
+        };
+        self.table.sets.insert(
+            name.into(),
+            Set {
+                spec,
+                ..Set::default()
+            },
+        );
+    }
+
+    fn chain(&mut self, name: &str, base: Option<BaseChain>, rules: Vec<Rule>) {
+        self.table.chains.insert(name.into(), Chain { base, rules });
+    }
+
+    fn base(&mut self, name: &str, kind: ChainType, hook: Hook, priority: i32, rules: Vec<Rule>) {
+        let base = BaseChain {
+            kind,
+            hook,
+            priority,
+        };
+        self.chain(name, Some(base), rules);
+    }
+
+    fn element(&mut self, set: &str, key: Vec<KeyPart>, verdict: Option<Verdict>, comment: Option<String>) {
+        if let Some(s) = self.table.sets.get_mut(set) {
+            s.elements
+                .entry(ElemKey(key))
+                .or_insert(ElemValue { verdict, comment });
+        }
+    }
+
+    /// The sets, maps and chains every table has, whatever the Services.
+    fn fixed(&mut self, fam: &FamilyServices) {
+        let addr = self.family.addr_type();
+        use KeyType::{InetProto, InetService};
+        self.set(CLUSTER_IPS, vec![addr], false, "Active ClusterIPs");
+        self.set(NODEPORT_IPS, vec![addr], false, "IPs that accept NodePort traffic");
+        self.set(
+            SERVICE_IPS,
+            vec![addr, InetProto, InetService],
+            true,
+            "ClusterIP, ExternalIP and LoadBalancer IP traffic",
+        );
+        self.set(SERVICE_NODEPORTS, vec![InetProto, InetService], true, "NodePort traffic");
+        self.set(
+            NO_ENDPOINT_SERVICES,
+            vec![addr, InetProto, InetService],
+            true,
+            "drop or reject traffic to services without usable endpoints",
+        );
+        self.set(
+            NO_ENDPOINT_NODEPORTS,
+            vec![InetProto, InetService],
+            true,
+            "drop or reject traffic to NodePorts without usable endpoints",
+        );
+        self.set(
+            FIREWALL_IPS,
+            vec![addr, InetProto, InetService],
+            true,
+            "destinations subject to loadBalancerSourceRanges",
+        );
+        self.set(HAIRPIN, vec![addr, addr, InetProto, InetService], false, "service hairpin connections");
+        for ip in &fam.node_port_ips {
+            self.element(NODEPORT_IPS, vec![KeyPart::Ip(*ip)], None, None);
+        }
+
+        let new_jump = |chain: &str| Rule::new(vec![Expr::CtStateNew, jump(chain)]);
+        use ChainType::{Filter, Nat};
+        use Hook::*;
+        self.base("filter-prerouting-pre-dnat", Filter, Prerouting, -110, vec![new_jump(FIREWALL_CHECK)]);
+        self.base("filter-output-pre-dnat", Filter, Output, -110, vec![new_jump(FIREWALL_CHECK)]);
+        self.base("nat-prerouting", Nat, Prerouting, -100, vec![Rule::new(vec![jump(SERVICES)])]);
+        self.base("nat-output", Nat, Output, -100, vec![Rule::new(vec![jump(SERVICES)])]);
+        self.base(
+            "filter-input",
+            Filter,
+            Input,
+            0,
+            vec![new_jump(NODEPORT_ENDPOINTS_CHECK), new_jump(SERVICE_ENDPOINTS_CHECK)],
+        );
+        for (name, hook) in [("filter-forward", Forward), ("filter-output", Output)] {
+            self.base(
+                name,
+                Filter,
+                hook,
+                0,
+                vec![new_jump(SERVICE_ENDPOINTS_CHECK), new_jump(CLUSTER_IPS_CHECK)],
+            );
+        }
+        self.base("nat-postrouting", Nat, Postrouting, 100, vec![Rule::new(vec![jump(MASQUERADING)])]);
+
+        let mut services = Vec::new();
+        if fam.masquerade_all {
+            services.push(
+                Rule::new(vec![Expr::DaddrInSet(CLUSTER_IPS.into()), Expr::SetMark(self.mark)])
+                    .with_comment("masquerade all ClusterIP traffic"),
+            );
+        } else if !fam.cluster_cidrs.is_empty() {
+            services.push(
+                Rule::new(vec![
+                    Expr::DaddrInSet(CLUSTER_IPS.into()),
+                    Expr::SaddrInCidrs {
+                        negate: true,
+                        cidrs: fam.cluster_cidrs.clone(),
+                    },
+                    Expr::SetMark(self.mark),
+                ])
+                .with_comment("masquerade ClusterIP traffic from outside the cluster"),
+            );
+        }
+        services.push(Rule::new(vec![Expr::DestinationVmap(SERVICE_IPS.into())]));
+        services.push(Rule::new(vec![
+            Expr::DaddrInSet(NODEPORT_IPS.into()),
+            Expr::PortVmap(SERVICE_NODEPORTS.into()),
+        ]));
+        self.chain(SERVICES, None, services);
+        self.chain(
+            MASQUERADING,
+            None,
+            vec![
+                Rule::new(vec![
+                    Expr::MarkIsSet(self.mark),
+                    Expr::ToggleMark(self.mark),
+                    Expr::Masquerade,
+                ]),
+                Rule::new(vec![
+                    Expr::CtStatusDnat,
+                    Expr::HairpinLookup(HAIRPIN.into()),
+                    Expr::Masquerade,
+                ])
+                .with_comment("hairpin: a pod reaching itself through a service"),
+            ],
+        );
+        self.chain(FIREWALL_CHECK, None, vec![Rule::new(vec![Expr::DestinationVmap(FIREWALL_IPS.into())])]);
+        self.chain(
+            SERVICE_ENDPOINTS_CHECK,
+            None,
+            vec![Rule::new(vec![Expr::DestinationVmap(NO_ENDPOINT_SERVICES.into())])],
+        );
+        self.chain(
+            NODEPORT_ENDPOINTS_CHECK,
+            None,
+            vec![Rule::new(vec![
+                Expr::DaddrInSet(NODEPORT_IPS.into()),
+                Expr::PortVmap(NO_ENDPOINT_NODEPORTS.into()),
+            ])],
+        );
+        self.chain(
+            CLUSTER_IPS_CHECK,
+            None,
+            vec![Rule::new(vec![Expr::DaddrInSet(CLUSTER_IPS.into()), Expr::Reject])
+                .with_comment("reject traffic to undefined ports of ClusterIPs")],
+        );
+        self.chain(REJECT_CHAIN, None, vec![Rule::new(vec![Expr::Reject])]);
+    }
+
+    /// Everything one service-port adds: its chains, its map elements, its affinity sets.
+    fn service_port(&mut self, view: &ServicePortView, fam: &FamilyServices) {
+        let label = view.label();
+        let proto = view.name.protocol;
+        let dest = |ip: IpAddr| vec![KeyPart::Ip(ip), KeyPart::Proto(proto), KeyPart::Port(view.port)];
+        let reject = Some(Verdict::Goto(REJECT_CHAIN.into()));
+        let service_chain = chain_name(ChainKind::Service, view);
+        let local_chain = chain_name(ChainKind::Local, view);
+        let external_chain = chain_name(ChainKind::External, view);
+
+        self.element(CLUSTER_IPS, vec![KeyPart::Ip(view.cluster_ip)], None, None);
+        let internal = view.internal_action();
+        let external = view.external_dispatch();
+        let uses_cluster = internal == Action::Forward(EndpointSet::Cluster)
+            || matches!(external, Some(ExternalDispatch::Cluster | ExternalDispatch::Local { .. }));
+        let uses_local = internal == Action::Forward(EndpointSet::Local)
+            || external == Some(ExternalDispatch::Local { has_local: true });
+        if uses_cluster {
+            let rules = self.dispatch(view, &view.cluster_endpoints);
+            self.chain(&service_chain, None, rules);
+        }
+        if uses_local {
+            let rules = self.dispatch(view, &view.local_endpoints);
+            self.chain(&local_chain, None, rules);
+        }
+
+        // ClusterIP.
+        let cluster_dest = dest(view.cluster_ip);
+        let comment = Some(label.clone());
+        match internal {
+            Action::Forward(EndpointSet::Cluster) => {
+                self.element(SERVICE_IPS, cluster_dest, Some(Verdict::Goto(service_chain.clone())), comment.clone())
+            }
+            Action::Forward(EndpointSet::Local) => {
+                self.element(SERVICE_IPS, cluster_dest, Some(Verdict::Goto(local_chain.clone())), comment.clone())
+            }
+            Action::Drop => self.element(NO_ENDPOINT_SERVICES, cluster_dest, Some(Verdict::Drop), comment.clone()),
+            Action::Reject => self.element(NO_ENDPOINT_SERVICES, cluster_dest, reject.clone(), comment.clone()),
+        }
+
+        // External entry points.
+        let Some(external) = external else { return };
+        let external_ips: Vec<IpAddr> = view
+            .external_ips
+            .iter()
+            .chain(&view.load_balancer_ips)
+            .copied()
+            .collect();
+        let node_port = view.node_port.map(|np| vec![KeyPart::Proto(proto), KeyPart::Port(np)]);
+        match external {
+            ExternalDispatch::Reject => {
+                for ip in &external_ips {
+                    self.element(NO_ENDPOINT_SERVICES, dest(*ip), reject.clone(), comment.clone());
+                }
+                if let Some(key) = node_port.clone() {
+                    self.element(NO_ENDPOINT_NODEPORTS, key, reject.clone(), comment.clone());
+                }
+            }
+            ExternalDispatch::Cluster | ExternalDispatch::Local { .. } => {
+                let to_external = Some(Verdict::Goto(external_chain.clone()));
+                for ip in &external_ips {
+                    self.element(SERVICE_IPS, dest(*ip), to_external.clone(), comment.clone());
+                }
+                if let Some(key) = node_port.clone() {
+                    self.element(SERVICE_NODEPORTS, key, to_external.clone(), comment.clone());
+                }
+                if external == (ExternalDispatch::Local { has_local: false }) {
+                    // Not DNATed by the external chain (no local endpoint): dropped at the
+                    // filter stage, after pods and the node were short-circuited.
+                    for ip in &external_ips {
+                        self.element(NO_ENDPOINT_SERVICES, dest(*ip), Some(Verdict::Drop), comment.clone());
+                    }
+                    if let Some(key) = node_port.clone() {
+                        self.element(NO_ENDPOINT_NODEPORTS, key, Some(Verdict::Drop), comment.clone());
+                    }
+                }
+                let rules = self.external_rules(external, fam, &service_chain, &local_chain);
+                self.chain(&external_chain, None, rules);
+            }
+        }
+
+        // loadBalancerSourceRanges, checked before DNAT.
+        if let Some(allowed) = &view.firewall {
+            let firewall_chain = chain_name(ChainKind::Firewall, view);
+            let rule = if allowed.is_empty() {
+                Rule::new(vec![Expr::Verdict(Verdict::Drop)])
+            } else {
+                Rule::new(vec![
+                    Expr::SaddrInCidrs {
+                        negate: true,
+                        cidrs: allowed.clone(),
+                    },
+                    Expr::Verdict(Verdict::Drop),
+                ])
+            };
+            self.chain(&firewall_chain, None, vec![rule]);
+            for ip in &view.load_balancer_ips {
+                self.element(FIREWALL_IPS, dest(*ip), Some(Verdict::Goto(firewall_chain.clone())), comment.clone());
+            }
+        }
+    }
+
+    /// The rules of the external chain.
+    fn external_rules(
+        &self,
+        external: ExternalDispatch,
+        fam: &FamilyServices,
+        service_chain: &str,
+        local_chain: &str,
+    ) -> Vec<Rule> {
+        match external {
+            ExternalDispatch::Reject => Vec::new(),
+            ExternalDispatch::Cluster => vec![
+                Rule::new(vec![Expr::SetMark(self.mark)]).with_comment("masquerade"),
+                Rule::new(vec![goto(service_chain)]),
+            ],
+            ExternalDispatch::Local { has_local } => {
+                let mut rules = Vec::new();
+                if !fam.cluster_cidrs.is_empty() {
+                    rules.push(
+                        Rule::new(vec![
+                            Expr::SaddrInCidrs {
+                                negate: false,
+                                cidrs: fam.cluster_cidrs.clone(),
+                            },
+                            goto(service_chain),
+                        ])
+                        .with_comment("short-circuit pod traffic"),
+                    );
+                }
+                rules.push(
+                    Rule::new(vec![Expr::FibSaddrLocal, Expr::SetMark(self.mark)])
+                        .with_comment("masquerade local traffic"),
+                );
+                rules.push(
+                    Rule::new(vec![Expr::FibSaddrLocal, goto(service_chain)])
+                        .with_comment("short-circuit local traffic"),
+                );
+                if has_local {
+                    rules.push(Rule::new(vec![goto(local_chain)]));
+                }
+                rules
+            }
+        }
+    }
+
+    /// The rules that pick one endpoint of `endpoints` (not empty), plus hairpin elements, and
+    /// with session affinity the per-endpoint chains and sets.
+    fn dispatch(&mut self, view: &ServicePortView, endpoints: &[Endpoint]) -> Vec<Rule> {
+        let proto = view.name.protocol;
+        for ep in endpoints.iter().filter(|e| e.is_local) {
+            let key = vec![
+                KeyPart::Ip(ep.ip),
+                KeyPart::Ip(ep.ip),
+                KeyPart::Proto(proto),
+                KeyPart::Port(ep.port),
+            ];
+            self.element(HAIRPIN, key, None, None);
+        }
+        let dnat = |ep: &Endpoint| Rule::new(vec![Expr::L4Proto(proto), Expr::Dnat(vec![(ep.ip, ep.port)])]);
+        let Some(timeout) = view.affinity_timeout else {
+            return match endpoints {
+                [one] => vec![dnat(one)],
+                many => vec![Rule::new(vec![
+                    Expr::L4Proto(proto),
+                    Expr::Dnat(many.iter().map(|e| (e.ip, e.port)).collect()),
+                ])],
+            };
+        };
+        let mut rules = Vec::new();
+        let mut chains = Vec::new();
+        for ep in endpoints {
+            let chain = endpoint_chain_name(view, &ep.ip, ep.port);
+            let set = affinity_set_name(view, &ep.ip, ep.port);
+            self.table.sets.insert(
+                set.clone(),
+                Set {
+                    spec: SetSpec {
+                        key: vec![self.family.addr_type()],
+                        dynamic_timeout: Some(timeout),
+                        size: Some(65_535),
+                        ..SetSpec::default()
+                    },
+                    ..Set::default()
+                },
+            );
+            self.chain(
+                &chain,
+                None,
+                vec![Rule::new(vec![Expr::UpdateSaddr(set.clone())]), dnat(ep)],
+            );
+            rules.push(Rule::new(vec![Expr::SaddrInSet(set), goto(&chain)]));
+            chains.push(chain);
+        }
+        rules.push(Rule::new(vec![Expr::NumgenGoto(chains)]));
+        rules
+    }
+}

@@ -1,0 +1,97 @@
+//! Names of per-service chains and sets: stable, readable and collision-free.
+//!
+//! `<prefix>-<HASH>-<namespace>/<name>/<proto>/<port>`, where `<port>` is the port's name (its
+//! number when unnamed) and `HASH` is the first 8 characters of the base32 SHA-256 of the
+//! service-port's identity, so names that look alike (or are cut short) never collide. Endpoint
+//! names append `__<ip>/<port>` (IPv6 `:` written as `.`). The `/` marks a name as owned by a
+//! Service: the fixed chains never contain one.
+
+use data_encoding::BASE32_NOPAD;
+use model::ServicePortView;
+use sha2::{Digest, Sha256};
+use std::net::IpAddr;
+
+/// The longest name we make; the kernel allows 255 bytes.
+const MAX_NAME: usize = 240;
+
+/// The kinds of per-service objects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChainKind {
+    /// `service-…`: spreads over the cluster endpoint set.
+    Service,
+    /// `local-…`: spreads over the local endpoint set.
+    Local,
+    /// `external-…`: entry of NodePort, LoadBalancer and external IP traffic.
+    External,
+    /// `firewall-…`: `loadBalancerSourceRanges`.
+    Firewall,
+}
+
+impl ChainKind {
+    fn prefix(self) -> &'static str {
+        match self {
+            ChainKind::Service => "service",
+            ChainKind::Local => "local",
+            ChainKind::External => "external",
+            ChainKind::Firewall => "firewall",
+        }
+    }
+}
+
+fn identity(view: &ServicePortView) -> String {
+    let n = &view.name;
+    format!(
+        "{}/{}/{}/{}",
+        n.service.namespace,
+        n.service.name,
+        n.protocol.nft_name(),
+        n.port_name
+    )
+}
+
+fn readable(view: &ServicePortView) -> String {
+    let n = &view.name;
+    format!(
+        "{}/{}/{}/{}",
+        n.service.namespace,
+        n.service.name,
+        n.protocol.nft_name(),
+        view.port_label()
+    )
+}
+
+fn hashed(prefix: &str, identity: &str, readable: &str) -> String {
+    let digest = Sha256::digest(identity.as_bytes());
+    let hash = BASE32_NOPAD.encode(&digest);
+    let mut name = format!("{prefix}-{}-{readable}", &hash[..8]);
+    if name.len() > MAX_NAME {
+        let mut cut = MAX_NAME - 3;
+        while !name.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        name.truncate(cut);
+        name.push_str("...");
+    }
+    name
+}
+
+fn endpoint_suffix(ip: &IpAddr, port: u16) -> String {
+    format!("__{}/{port}", ip.to_string().replace(':', "."))
+}
+
+/// The name of a per-service chain.
+pub fn chain_name(kind: ChainKind, view: &ServicePortView) -> String {
+    hashed(kind.prefix(), &identity(view), &readable(view))
+}
+
+/// The name of the per-endpoint chain of a service-port with session affinity.
+pub(crate) fn endpoint_chain_name(view: &ServicePortView, ip: &IpAddr, port: u16) -> String {
+    let suffix = endpoint_suffix(ip, port);
+    hashed("endpoint", &(identity(view) + &suffix), &(readable(view) + &suffix))
+}
+
+/// The name of the affinity set of one endpoint of a service-port.
+pub(crate) fn affinity_set_name(view: &ServicePortView, ip: &IpAddr, port: u16) -> String {
+    let suffix = endpoint_suffix(ip, port);
+    hashed("affinity", &(identity(view) + &suffix), &(readable(view) + &suffix))
+}

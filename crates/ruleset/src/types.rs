@@ -1,0 +1,281 @@
+//! The ruleset as typed data: tables, chains, sets and maps with their elements.
+
+use crate::rule::Rule;
+use model::{IpFamily, Protocol};
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::IpAddr;
+
+/// An nftables family. We use one table per IP family, as upstream kube-proxy does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Family {
+    /// `ip` (IPv4).
+    Ip,
+    /// `ip6` (IPv6).
+    Ip6,
+}
+
+impl Family {
+    /// The nft keyword, also the address selector in rules (`ip daddr`, `ip6 daddr`).
+    pub fn keyword(self) -> &'static str {
+        match self {
+            Family::Ip => "ip",
+            Family::Ip6 => "ip6",
+        }
+    }
+
+    /// The set key type of an address of this family.
+    pub fn addr_type(self) -> KeyType {
+        match self {
+            Family::Ip => KeyType::Ipv4Addr,
+            Family::Ip6 => KeyType::Ipv6Addr,
+        }
+    }
+}
+
+impl From<IpFamily> for Family {
+    fn from(f: IpFamily) -> Self {
+        match f {
+            IpFamily::V4 => Family::Ip,
+            IpFamily::V6 => Family::Ip6,
+        }
+    }
+}
+
+/// A table by family and name.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct TableId {
+    /// Its family.
+    pub family: Family,
+    /// Its name.
+    pub name: String,
+}
+
+impl fmt::Display for TableId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}", self.family.keyword(), self.name)
+    }
+}
+
+/// A whole ruleset: the tables we own.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Ruleset {
+    /// Tables by id.
+    pub tables: BTreeMap<TableId, Table>,
+}
+
+/// One table: its sets, maps and chains.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Table {
+    /// The table comment.
+    pub comment: Option<String>,
+    /// Sets and maps by name.
+    pub sets: BTreeMap<String, Set>,
+    /// Chains by name.
+    pub chains: BTreeMap<String, Chain>,
+}
+
+/// The netfilter hooks our base chains attach to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Hook {
+    /// Before routing, for packets arriving on an interface.
+    Prerouting,
+    /// Packets for this host.
+    Input,
+    /// Packets routed through this host.
+    Forward,
+    /// Packets made by this host.
+    Output,
+    /// Packets leaving on an interface.
+    Postrouting,
+}
+
+impl Hook {
+    /// The nft keyword.
+    pub fn keyword(self) -> &'static str {
+        match self {
+            Hook::Prerouting => "prerouting",
+            Hook::Input => "input",
+            Hook::Forward => "forward",
+            Hook::Output => "output",
+            Hook::Postrouting => "postrouting",
+        }
+    }
+}
+
+/// The type of a base chain.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum ChainType {
+    /// `filter`: accept, drop, reject.
+    Filter,
+    /// `nat`: DNAT, masquerade (first packet of a connection only).
+    Nat,
+}
+
+impl ChainType {
+    /// The nft keyword.
+    pub fn keyword(self) -> &'static str {
+        match self {
+            ChainType::Filter => "filter",
+            ChainType::Nat => "nat",
+        }
+    }
+}
+
+/// What makes a chain a base chain: where it hooks in. Policy is always accept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct BaseChain {
+    /// Filter or NAT.
+    pub kind: ChainType,
+    /// The hook.
+    pub hook: Hook,
+    /// The priority (lower runs first).
+    pub priority: i32,
+}
+
+/// A chain and its rules, in order.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Chain {
+    /// Set for base chains.
+    pub base: Option<BaseChain>,
+    /// The rules.
+    pub rules: Vec<Rule>,
+}
+
+/// The type of one field of a set key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum KeyType {
+    /// An IPv4 address.
+    Ipv4Addr,
+    /// An IPv6 address.
+    Ipv6Addr,
+    /// A layer-4 protocol.
+    InetProto,
+    /// A port.
+    InetService,
+}
+
+impl KeyType {
+    /// The nft type name.
+    pub fn keyword(self) -> &'static str {
+        match self {
+            KeyType::Ipv4Addr => "ipv4_addr",
+            KeyType::Ipv6Addr => "ipv6_addr",
+            KeyType::InetProto => "inet_proto",
+            KeyType::InetService => "inet_service",
+        }
+    }
+}
+
+/// The declaration of a set or map (everything but its elements).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct SetSpec {
+    /// The key: one type, or a concatenation.
+    pub key: Vec<KeyType>,
+    /// True for a verdict map (`: verdict`), false for a plain set.
+    pub verdict_map: bool,
+    /// Elements are added by the packet path (`update @set`), with a timeout.
+    pub dynamic_timeout: Option<u32>,
+    /// Maximum number of elements, for dynamic sets.
+    pub size: Option<u32>,
+    /// The set comment.
+    pub comment: Option<String>,
+}
+
+/// One field of an element key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum KeyPart {
+    /// An address.
+    Ip(IpAddr),
+    /// A protocol.
+    Proto(Protocol),
+    /// A port.
+    Port(u16),
+}
+
+impl KeyPart {
+    /// The key type this part has.
+    pub fn key_type(&self) -> KeyType {
+        match self {
+            KeyPart::Ip(IpAddr::V4(_)) => KeyType::Ipv4Addr,
+            KeyPart::Ip(IpAddr::V6(_)) => KeyType::Ipv6Addr,
+            KeyPart::Proto(_) => KeyType::InetProto,
+            KeyPart::Port(_) => KeyType::InetService,
+        }
+    }
+}
+
+impl fmt::Display for KeyPart {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            KeyPart::Ip(ip) => write!(f, "{ip}"),
+            KeyPart::Proto(p) => f.write_str(p.nft_name()),
+            KeyPart::Port(p) => write!(f, "{p}"),
+        }
+    }
+}
+
+/// An element key: one part per key field.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ElemKey(pub Vec<KeyPart>);
+
+impl fmt::Display for ElemKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, part) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str(" . ")?;
+            }
+            write!(f, "{part}")?;
+        }
+        Ok(())
+    }
+}
+
+/// A verdict, as a rule's last word or a verdict-map value.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Verdict {
+    /// Stop here: drop the packet.
+    Drop,
+    /// Continue in another chain, then come back.
+    Jump(String),
+    /// Continue in another chain and do not come back.
+    Goto(String),
+}
+
+impl Verdict {
+    /// The chain it continues in, if any.
+    pub fn target(&self) -> Option<&str> {
+        match self {
+            Verdict::Drop => None,
+            Verdict::Jump(c) | Verdict::Goto(c) => Some(c),
+        }
+    }
+}
+
+impl fmt::Display for Verdict {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Verdict::Drop => f.write_str("drop"),
+            Verdict::Jump(c) => write!(f, "jump {c}"),
+            Verdict::Goto(c) => write!(f, "goto {c}"),
+        }
+    }
+}
+
+/// What an element holds besides its key.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ElemValue {
+    /// The verdict, in verdict maps.
+    pub verdict: Option<Verdict>,
+    /// Who owns the element (`namespace/name:port`), shown by `nft list`.
+    pub comment: Option<String>,
+}
+
+/// A set or map and its elements.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Set {
+    /// The declaration.
+    pub spec: SetSpec,
+    /// The elements.
+    pub elements: BTreeMap<ElemKey, ElemValue>,
+}
