@@ -214,6 +214,23 @@ mod tests {
     }
 
     #[test]
+    fn documented_default_file_holds_every_key_with_its_default() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/kube-nftproxy.toml");
+        let text = std::fs::read_to_string(&path).expect("config/kube-nftproxy.toml");
+        let from_file: Config = figment::Figment::from(Toml::string(&text))
+            .extract()
+            .expect("documented config parses");
+        assert_eq!(from_file, Config::default());
+        let defaults = serde_json::to_value(Config::default()).expect("json");
+        for key in defaults.as_object().expect("object").keys() {
+            assert!(
+                text.lines().any(|l| l.starts_with(&format!("{key} = "))),
+                "config/kube-nftproxy.toml does not document {key}"
+            );
+        }
+    }
+
+    #[test]
     fn cidrs_for_node_ports() {
         let c = Config {
             node_port_addresses: vec!["10.0.0.0/8".into(), "fd00::/64".into()],
