@@ -94,7 +94,10 @@ impl Config {
         if self.masquerade_bit > 31 {
             return Err(ConfigError::Invalid {
                 key: "masquerade_bit",
-                reason: format!("{} is not a bit of a 32-bit mark (0-31)", self.masquerade_bit),
+                reason: format!(
+                    "{} is not a bit of a 32-bit mark (0-31)",
+                    self.masquerade_bit
+                ),
             });
         }
         self.node_port_addresses()?;
@@ -155,6 +158,7 @@ impl Config {
 }
 
 #[cfg(test)]
+#[allow(clippy::result_large_err)] // figment's Jail closures return figment::Error
 mod tests {
     use super::*;
     use figment::Jail;
@@ -199,7 +203,10 @@ mod tests {
                 .expect_err("bad cidr")
                 .to_string();
             assert!(msg.contains("cluster_cidrs"), "{msg}");
-            jail.create_file("b.toml", "node_port_addresses = [\"primary\", \"10.0.0.0/8\"]\n")?;
+            jail.create_file(
+                "b.toml",
+                "node_port_addresses = [\"primary\", \"10.0.0.0/8\"]\n",
+            )?;
             let msg = load(Some(Path::new("b.toml")), &FlagOverrides::default())
                 .expect_err("primary and cidr")
                 .to_string();

@@ -47,4 +47,3 @@ fn main() -> Result<()> {
         Command::Render(args) => render::run(&args),
     }
 }
-

@@ -47,7 +47,11 @@ pub fn compute(args: &RenderArgs) -> Result<(NodeServices, ruleset::Options)> {
     for problem in &loaded.problems {
         tracing::warn!(%problem, "skipped a manifest document");
     }
-    if !loaded.nodes.iter().any(|n| n.metadata.name.as_deref() == Some(&node_config.node_name)) {
+    if !loaded
+        .nodes
+        .iter()
+        .any(|n| n.metadata.name.as_deref() == Some(&node_config.node_name))
+    {
         tracing::warn!(node = %node_config.node_name, "no Node object with this name in the manifests");
     }
     let view = ClusterView::from_objects(

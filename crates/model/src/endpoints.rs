@@ -154,16 +154,14 @@ pub(crate) fn collect_endpoints<'a>(
                         .and_then(|h| h.for_nodes.as_ref())
                         .map(|n| n.iter().map(|n| n.name.clone()).collect()),
                 };
-                let entries = by_key
-                    .entry((family, name.clone(), *protocol))
-                    .or_default();
-                match entries.get(&(ip, *port)) {
-                    // The same IP:port in two slices: keep one, preferring a running endpoint
-                    // (a new pod reusing a terminating pod's IP).
-                    Some(kept) if !(kept.terminating && !endpoint.terminating) => {}
-                    _ => {
-                        entries.insert((ip, *port), endpoint);
-                    }
+                let entries = by_key.entry((family, name.clone(), *protocol)).or_default();
+                // The same IP:port in two slices: keep one, preferring a running endpoint
+                // (a new pod reusing a terminating pod's IP).
+                let replaces = entries
+                    .get(&(ip, *port))
+                    .is_none_or(|kept| kept.terminating && !endpoint.terminating);
+                if replaces {
+                    entries.insert((ip, *port), endpoint);
                 }
             }
         }
