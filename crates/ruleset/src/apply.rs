@@ -78,7 +78,10 @@ impl Ruleset {
             }
             Op::DeleteChain { table, chain } => {
                 let t = self.table_mut(table)?;
-                let c = t.chains.get(chain).ok_or_else(|| format!("no chain {chain}"))?;
+                let c = t
+                    .chains
+                    .get(chain)
+                    .ok_or_else(|| format!("no chain {chain}"))?;
                 if !c.rules.is_empty() {
                     return Err(format!("chain {chain} is not empty"));
                 }
@@ -111,7 +114,10 @@ impl Ruleset {
                 let t = self.table_mut(table)?;
                 let s = t.sets.get(set).ok_or_else(|| format!("no set {set}"))?;
                 if s.spec.verdict_map != *map {
-                    return Err(format!("{set} is not a {}", if *map { "map" } else { "set" }));
+                    return Err(format!(
+                        "{set} is not a {}",
+                        if *map { "map" } else { "set" }
+                    ));
                 }
                 let user = t
                     .chains
@@ -145,7 +151,9 @@ impl Ruleset {
                 }
                 s.elements.insert(key.clone(), value.clone());
             }
-            Op::DeleteElement { table, set, key, .. } => {
+            Op::DeleteElement {
+                table, set, key, ..
+            } => {
                 let t = self.table_mut(table)?;
                 let s = t.sets.get_mut(set).ok_or_else(|| format!("no set {set}"))?;
                 s.elements

@@ -142,7 +142,13 @@ impl Builder {
         self.chain(name, Some(base), rules);
     }
 
-    fn element(&mut self, set: &str, key: Vec<KeyPart>, verdict: Option<Verdict>, comment: Option<String>) {
+    fn element(
+        &mut self,
+        set: &str,
+        key: Vec<KeyPart>,
+        verdict: Option<Verdict>,
+        comment: Option<String>,
+    ) {
         if let Some(s) = self.table.sets.get_mut(set) {
             s.elements
                 .entry(ElemKey(key))
@@ -155,14 +161,24 @@ impl Builder {
         let addr = self.family.addr_type();
         use KeyType::{InetProto, InetService};
         self.set(CLUSTER_IPS, vec![addr], false, "Active ClusterIPs");
-        self.set(NODEPORT_IPS, vec![addr], false, "IPs that accept NodePort traffic");
+        self.set(
+            NODEPORT_IPS,
+            vec![addr],
+            false,
+            "IPs that accept NodePort traffic",
+        );
         self.set(
             SERVICE_IPS,
             vec![addr, InetProto, InetService],
             true,
             "ClusterIP, ExternalIP and LoadBalancer IP traffic",
         );
-        self.set(SERVICE_NODEPORTS, vec![InetProto, InetService], true, "NodePort traffic");
+        self.set(
+            SERVICE_NODEPORTS,
+            vec![InetProto, InetService],
+            true,
+            "NodePort traffic",
+        );
         self.set(
             NO_ENDPOINT_SERVICES,
             vec![addr, InetProto, InetService],
@@ -181,7 +197,12 @@ impl Builder {
             true,
             "destinations subject to loadBalancerSourceRanges",
         );
-        self.set(HAIRPIN, vec![addr, addr, InetProto, InetService], false, "service hairpin connections");
+        self.set(
+            HAIRPIN,
+            vec![addr, addr, InetProto, InetService],
+            false,
+            "service hairpin connections",
+        );
         for ip in &fam.node_port_ips {
             self.element(NODEPORT_IPS, vec![KeyPart::Ip(*ip)], None, None);
         }
@@ -189,16 +210,43 @@ impl Builder {
         let new_jump = |chain: &str| Rule::new(vec![Expr::CtStateNew, jump(chain)]);
         use ChainType::{Filter, Nat};
         use Hook::*;
-        self.base("filter-prerouting-pre-dnat", Filter, Prerouting, -110, vec![new_jump(FIREWALL_CHECK)]);
-        self.base("filter-output-pre-dnat", Filter, Output, -110, vec![new_jump(FIREWALL_CHECK)]);
-        self.base("nat-prerouting", Nat, Prerouting, -100, vec![Rule::new(vec![jump(SERVICES)])]);
-        self.base("nat-output", Nat, Output, -100, vec![Rule::new(vec![jump(SERVICES)])]);
+        self.base(
+            "filter-prerouting-pre-dnat",
+            Filter,
+            Prerouting,
+            -110,
+            vec![new_jump(FIREWALL_CHECK)],
+        );
+        self.base(
+            "filter-output-pre-dnat",
+            Filter,
+            Output,
+            -110,
+            vec![new_jump(FIREWALL_CHECK)],
+        );
+        self.base(
+            "nat-prerouting",
+            Nat,
+            Prerouting,
+            -100,
+            vec![Rule::new(vec![jump(SERVICES)])],
+        );
+        self.base(
+            "nat-output",
+            Nat,
+            Output,
+            -100,
+            vec![Rule::new(vec![jump(SERVICES)])],
+        );
         self.base(
             "filter-input",
             Filter,
             Input,
             0,
-            vec![new_jump(NODEPORT_ENDPOINTS_CHECK), new_jump(SERVICE_ENDPOINTS_CHECK)],
+            vec![
+                new_jump(NODEPORT_ENDPOINTS_CHECK),
+                new_jump(SERVICE_ENDPOINTS_CHECK),
+            ],
         );
         for (name, hook) in [("filter-forward", Forward), ("filter-output", Output)] {
             self.base(
@@ -206,16 +254,28 @@ impl Builder {
                 Filter,
                 hook,
                 0,
-                vec![new_jump(SERVICE_ENDPOINTS_CHECK), new_jump(CLUSTER_IPS_CHECK)],
+                vec![
+                    new_jump(SERVICE_ENDPOINTS_CHECK),
+                    new_jump(CLUSTER_IPS_CHECK),
+                ],
             );
         }
-        self.base("nat-postrouting", Nat, Postrouting, 100, vec![Rule::new(vec![jump(MASQUERADING)])]);
+        self.base(
+            "nat-postrouting",
+            Nat,
+            Postrouting,
+            100,
+            vec![Rule::new(vec![jump(MASQUERADING)])],
+        );
 
         let mut services = Vec::new();
         if fam.masquerade_all {
             services.push(
-                Rule::new(vec![Expr::DaddrInSet(CLUSTER_IPS.into()), Expr::SetMark(self.mark)])
-                    .with_comment("masquerade all ClusterIP traffic"),
+                Rule::new(vec![
+                    Expr::DaddrInSet(CLUSTER_IPS.into()),
+                    Expr::SetMark(self.mark),
+                ])
+                .with_comment("masquerade all ClusterIP traffic"),
             );
         } else if !fam.cluster_cidrs.is_empty() {
             services.push(
@@ -253,11 +313,17 @@ impl Builder {
                 .with_comment("hairpin: a pod reaching itself through a service"),
             ],
         );
-        self.chain(FIREWALL_CHECK, None, vec![Rule::new(vec![Expr::DestinationVmap(FIREWALL_IPS.into())])]);
+        self.chain(
+            FIREWALL_CHECK,
+            None,
+            vec![Rule::new(vec![Expr::DestinationVmap(FIREWALL_IPS.into())])],
+        );
         self.chain(
             SERVICE_ENDPOINTS_CHECK,
             None,
-            vec![Rule::new(vec![Expr::DestinationVmap(NO_ENDPOINT_SERVICES.into())])],
+            vec![Rule::new(vec![Expr::DestinationVmap(
+                NO_ENDPOINT_SERVICES.into(),
+            )])],
         );
         self.chain(
             NODEPORT_ENDPOINTS_CHECK,
@@ -270,8 +336,10 @@ impl Builder {
         self.chain(
             CLUSTER_IPS_CHECK,
             None,
-            vec![Rule::new(vec![Expr::DaddrInSet(CLUSTER_IPS.into()), Expr::Reject])
-                .with_comment("reject traffic to undefined ports of ClusterIPs")],
+            vec![
+                Rule::new(vec![Expr::DaddrInSet(CLUSTER_IPS.into()), Expr::Reject])
+                    .with_comment("reject traffic to undefined ports of ClusterIPs"),
+            ],
         );
         self.chain(REJECT_CHAIN, None, vec![Rule::new(vec![Expr::Reject])]);
     }
@@ -280,7 +348,13 @@ impl Builder {
     fn service_port(&mut self, view: &ServicePortView, fam: &FamilyServices) {
         let label = view.label();
         let proto = view.name.protocol;
-        let dest = |ip: IpAddr| vec![KeyPart::Ip(ip), KeyPart::Proto(proto), KeyPart::Port(view.port)];
+        let dest = |ip: IpAddr| {
+            vec![
+                KeyPart::Ip(ip),
+                KeyPart::Proto(proto),
+                KeyPart::Port(view.port),
+            ]
+        };
         let reject = Some(Verdict::Goto(REJECT_CHAIN.into()));
         let service_chain = chain_name(ChainKind::Service, view);
         let local_chain = chain_name(ChainKind::Local, view);
@@ -290,7 +364,10 @@ impl Builder {
         let internal = view.internal_action();
         let external = view.external_dispatch();
         let uses_cluster = internal == Action::Forward(EndpointSet::Cluster)
-            || matches!(external, Some(ExternalDispatch::Cluster | ExternalDispatch::Local { .. }));
+            || matches!(
+                external,
+                Some(ExternalDispatch::Cluster | ExternalDispatch::Local { .. })
+            );
         let uses_local = internal == Action::Forward(EndpointSet::Local)
             || external == Some(ExternalDispatch::Local { has_local: true });
         if uses_cluster {
@@ -306,14 +383,30 @@ impl Builder {
         let cluster_dest = dest(view.cluster_ip);
         let comment = Some(label.clone());
         match internal {
-            Action::Forward(EndpointSet::Cluster) => {
-                self.element(SERVICE_IPS, cluster_dest, Some(Verdict::Goto(service_chain.clone())), comment.clone())
-            }
-            Action::Forward(EndpointSet::Local) => {
-                self.element(SERVICE_IPS, cluster_dest, Some(Verdict::Goto(local_chain.clone())), comment.clone())
-            }
-            Action::Drop => self.element(NO_ENDPOINT_SERVICES, cluster_dest, Some(Verdict::Drop), comment.clone()),
-            Action::Reject => self.element(NO_ENDPOINT_SERVICES, cluster_dest, reject.clone(), comment.clone()),
+            Action::Forward(EndpointSet::Cluster) => self.element(
+                SERVICE_IPS,
+                cluster_dest,
+                Some(Verdict::Goto(service_chain.clone())),
+                comment.clone(),
+            ),
+            Action::Forward(EndpointSet::Local) => self.element(
+                SERVICE_IPS,
+                cluster_dest,
+                Some(Verdict::Goto(local_chain.clone())),
+                comment.clone(),
+            ),
+            Action::Drop => self.element(
+                NO_ENDPOINT_SERVICES,
+                cluster_dest,
+                Some(Verdict::Drop),
+                comment.clone(),
+            ),
+            Action::Reject => self.element(
+                NO_ENDPOINT_SERVICES,
+                cluster_dest,
+                reject.clone(),
+                comment.clone(),
+            ),
         }
 
         // External entry points.
@@ -324,11 +417,18 @@ impl Builder {
             .chain(&view.load_balancer_ips)
             .copied()
             .collect();
-        let node_port = view.node_port.map(|np| vec![KeyPart::Proto(proto), KeyPart::Port(np)]);
+        let node_port = view
+            .node_port
+            .map(|np| vec![KeyPart::Proto(proto), KeyPart::Port(np)]);
         match external {
             ExternalDispatch::Reject => {
                 for ip in &external_ips {
-                    self.element(NO_ENDPOINT_SERVICES, dest(*ip), reject.clone(), comment.clone());
+                    self.element(
+                        NO_ENDPOINT_SERVICES,
+                        dest(*ip),
+                        reject.clone(),
+                        comment.clone(),
+                    );
                 }
                 if let Some(key) = node_port.clone() {
                     self.element(NO_ENDPOINT_NODEPORTS, key, reject.clone(), comment.clone());
@@ -346,10 +446,20 @@ impl Builder {
                     // Not DNATed by the external chain (no local endpoint): dropped at the
                     // filter stage, after pods and the node were short-circuited.
                     for ip in &external_ips {
-                        self.element(NO_ENDPOINT_SERVICES, dest(*ip), Some(Verdict::Drop), comment.clone());
+                        self.element(
+                            NO_ENDPOINT_SERVICES,
+                            dest(*ip),
+                            Some(Verdict::Drop),
+                            comment.clone(),
+                        );
                     }
                     if let Some(key) = node_port.clone() {
-                        self.element(NO_ENDPOINT_NODEPORTS, key, Some(Verdict::Drop), comment.clone());
+                        self.element(
+                            NO_ENDPOINT_NODEPORTS,
+                            key,
+                            Some(Verdict::Drop),
+                            comment.clone(),
+                        );
                     }
                 }
                 let rules = self.external_rules(external, fam, &service_chain, &local_chain);
@@ -373,7 +483,12 @@ impl Builder {
             };
             self.chain(&firewall_chain, None, vec![rule]);
             for ip in &view.load_balancer_ips {
-                self.element(FIREWALL_IPS, dest(*ip), Some(Verdict::Goto(firewall_chain.clone())), comment.clone());
+                self.element(
+                    FIREWALL_IPS,
+                    dest(*ip),
+                    Some(Verdict::Goto(firewall_chain.clone())),
+                    comment.clone(),
+                );
             }
         }
     }
@@ -435,7 +550,12 @@ impl Builder {
             ];
             self.element(HAIRPIN, key, None, None);
         }
-        let dnat = |ep: &Endpoint| Rule::new(vec![Expr::L4Proto(proto), Expr::Dnat(vec![(ep.ip, ep.port)])]);
+        let dnat = |ep: &Endpoint| {
+            Rule::new(vec![
+                Expr::L4Proto(proto),
+                Expr::Dnat(vec![(ep.ip, ep.port)]),
+            ])
+        };
         let Some(timeout) = view.affinity_timeout else {
             return match endpoints {
                 [one] => vec![dnat(one)],

@@ -28,7 +28,12 @@ pub(crate) fn duration(seconds: u32) -> String {
 /// 10, or the number.
 pub(crate) fn priority(kind: ChainType, hook: Hook, priority: i32) -> String {
     let _ = kind;
-    let mut named = vec![("raw", -300), ("mangle", -150), ("filter", 0), ("security", 50)];
+    let mut named = vec![
+        ("raw", -300),
+        ("mangle", -150),
+        ("filter", 0),
+        ("security", 50),
+    ];
     match hook {
         Hook::Prerouting => named.push(("dstnat", -100)),
         Hook::Postrouting => named.push(("srcnat", 100)),
@@ -88,7 +93,10 @@ mod tests {
     #[test]
     fn priorities_as_nft_prints_them() {
         assert_eq!(priority(ChainType::Nat, Hook::Prerouting, -100), "dstnat");
-        assert_eq!(priority(ChainType::Filter, Hook::Prerouting, -110), "dstnat - 10");
+        assert_eq!(
+            priority(ChainType::Filter, Hook::Prerouting, -110),
+            "dstnat - 10"
+        );
         assert_eq!(priority(ChainType::Filter, Hook::Output, -110), "-110");
         assert_eq!(priority(ChainType::Nat, Hook::Output, -100), "-100");
         assert_eq!(priority(ChainType::Filter, Hook::Input, 0), "filter");

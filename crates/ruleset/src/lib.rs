@@ -20,6 +20,9 @@ mod rule;
 mod transaction;
 mod types;
 
+#[cfg(test)]
+mod tests;
+
 pub use apply::ApplyError;
 pub use desired::{desired, desired_table, Options};
 pub use names::{chain_name, ChainKind};

@@ -75,8 +75,12 @@ fn hashed(prefix: &str, identity: &str, readable: &str) -> String {
     name
 }
 
-fn endpoint_suffix(ip: &IpAddr, port: u16) -> String {
-    format!("__{}/{port}", ip.to_string().replace(':', "."))
+/// `__<ip>/<port>`; in the readable form IPv6 `:` is written as `.` (nft names cannot hold `:`),
+/// while the hashed identity keeps the address as it is, so distinct endpoints never share a name.
+fn endpoint_suffix(ip: &IpAddr, port: u16, readable: bool) -> String {
+    let ip = ip.to_string();
+    let ip = if readable { ip.replace(':', ".") } else { ip };
+    format!("__{ip}/{port}")
 }
 
 /// The name of a per-service chain.
@@ -86,12 +90,18 @@ pub fn chain_name(kind: ChainKind, view: &ServicePortView) -> String {
 
 /// The name of the per-endpoint chain of a service-port with session affinity.
 pub(crate) fn endpoint_chain_name(view: &ServicePortView, ip: &IpAddr, port: u16) -> String {
-    let suffix = endpoint_suffix(ip, port);
-    hashed("endpoint", &(identity(view) + &suffix), &(readable(view) + &suffix))
+    hashed(
+        "endpoint",
+        &(identity(view) + &endpoint_suffix(ip, port, false)),
+        &(readable(view) + &endpoint_suffix(ip, port, true)),
+    )
 }
 
 /// The name of the affinity set of one endpoint of a service-port.
 pub(crate) fn affinity_set_name(view: &ServicePortView, ip: &IpAddr, port: u16) -> String {
-    let suffix = endpoint_suffix(ip, port);
-    hashed("affinity", &(identity(view) + &suffix), &(readable(view) + &suffix))
+    hashed(
+        "affinity",
+        &(identity(view) + &endpoint_suffix(ip, port, false)),
+        &(readable(view) + &endpoint_suffix(ip, port, true)),
+    )
 }

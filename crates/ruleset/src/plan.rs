@@ -8,7 +8,7 @@
 //! 3. new (or re-declared) sets and chains are added;
 //! 4. element changes: deletions, then additions (a changed value is a delete and an add);
 //! 5. chains whose rules changed are flushed and refilled; new chains are filled;
-//! 6. chains no longer wanted are flushed, then deleted; then sets no longer wanted are deleted;
+//! 6. chains no longer wanted are flushed; sets no longer wanted are deleted; then those chains;
 //! 7. tables no longer wanted are deleted.
 //!
 //! Unchanged objects cost nothing: an idle resync is an empty transaction.
@@ -169,12 +169,8 @@ fn plan_table(id: &TableId, have: &Table, want: &Table, ops: &mut Vec<Op>) {
             });
         }
     }
-    for name in stale {
-        ops.push(Op::DeleteChain {
-            table: t(),
-            chain: name.clone(),
-        });
-    }
+    // Sets before chains: no rule uses a stale set any more (its chains were flushed), and a
+    // stale map's elements may still continue in a stale chain.
     for (name, set) in &have.sets {
         if !want.sets.contains_key(name) {
             ops.push(Op::DeleteSet {
@@ -183,6 +179,12 @@ fn plan_table(id: &TableId, have: &Table, want: &Table, ops: &mut Vec<Op>) {
                 map: set.spec.verdict_map,
             });
         }
+    }
+    for name in stale {
+        ops.push(Op::DeleteChain {
+            table: t(),
+            chain: name.clone(),
+        });
     }
 }
 

@@ -60,7 +60,11 @@ fn render_set(name: &str, set: &Set) -> String {
         let _ = writeln!(out, "\t\tsize {size}");
     }
     if let Some(timeout) = set.spec.dynamic_timeout {
-        let _ = writeln!(out, "\t\tflags dynamic,timeout\n\t\ttimeout {}", duration(timeout));
+        let _ = writeln!(
+            out,
+            "\t\tflags dynamic,timeout\n\t\ttimeout {}",
+            duration(timeout)
+        );
     }
     if let Some(c) = &set.spec.comment {
         let _ = writeln!(out, "\t\tcomment \"{c}\"");

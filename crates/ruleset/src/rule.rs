@@ -4,8 +4,8 @@
 
 use crate::format::{cidr_set, hex_mark};
 use crate::types::{Family, Verdict};
-use model::Protocol;
 use ipnet::IpNet;
+use model::Protocol;
 use std::fmt::Write as _;
 use std::net::IpAddr;
 

@@ -171,7 +171,9 @@ impl Op {
                 key,
                 value,
             } => format!("add element {table} {set} {{ {} }}", element(key, value)),
-            Op::DeleteElement { table, set, key, .. } => {
+            Op::DeleteElement {
+                table, set, key, ..
+            } => {
                 format!("delete element {table} {set} {{ {key} }}")
             }
         }

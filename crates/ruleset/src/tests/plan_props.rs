@@ -1,0 +1,582 @@
+//! `plan` as a property: for rulesets A and B made by `desired` from random small clusters,
+//! applying `plan(A, B)` to A (in memory, with the kernel's checks) gives exactly B, and
+//! `plan(B, B)` is empty. B is an independent cluster, a small mutation of A's cluster (endpoint
+//! churn, a Service removed, a policy flipped, affinity changed, node configuration changed), or
+//! nothing at all; A may also be nothing (first sync).
+
+use super::compute;
+use crate::{desired, plan, render, Options, Ruleset};
+use model::fixtures::{ep, node_config, service, slice, Ep, Slice, Svc};
+use model::NodeConfig;
+use proptest::prelude::*;
+use proptest::sample::Index;
+use proptest::test_runner::TestCaseError;
+use std::collections::BTreeSet;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    ClusterIp,
+    NodePort,
+    LoadBalancer,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stack {
+    V4,
+    V6,
+    Dual,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    Ready,
+    ServingTerminating,
+    Terminated,
+    NotReady,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ranges {
+    None,
+    WithNode,
+    WithoutNode,
+}
+
+#[derive(Debug, Clone)]
+struct EpSpec {
+    /// Last part of the address; unique within the Service.
+    host: u8,
+    local: bool,
+    state: State,
+}
+
+#[derive(Debug, Clone)]
+struct SvcSpec {
+    /// Unique in the cluster; gives the name and every address.
+    id: u8,
+    kind: Kind,
+    stack: Stack,
+    itp_local: bool,
+    etp_local: bool,
+    /// One entry per port: true for UDP.
+    ports: Vec<bool>,
+    /// None: no affinity; Some(None): ClientIP with the default timeout.
+    affinity: Option<Option<i32>>,
+    external_ip: bool,
+    lb_ingress: u8,
+    ranges: Ranges,
+    endpoints: Vec<EpSpec>,
+}
+
+#[derive(Debug, Clone)]
+struct ClusterSpec {
+    services: Vec<SvcSpec>,
+    cluster_cidrs: bool,
+    masquerade_all: bool,
+    masquerade_bit: u8,
+}
+
+impl SvcSpec {
+    fn namespace(&self) -> &'static str {
+        if self.id % 3 == 0 {
+            "kube-system"
+        } else {
+            "default"
+        }
+    }
+
+    fn name(&self) -> String {
+        format!("svc-{}", self.id)
+    }
+
+    fn port_name(&self, j: usize) -> String {
+        // A single port is sometimes unnamed.
+        if self.ports.len() == 1 && self.id % 2 == 0 {
+            String::new()
+        } else {
+            format!("p{j}")
+        }
+    }
+
+    fn families(&self) -> &'static [bool] {
+        // true: IPv6.
+        match self.stack {
+            Stack::V4 => &[false],
+            Stack::V6 => &[true],
+            Stack::Dual => &[false, true],
+        }
+    }
+
+    fn build(&self) -> (Svc, Vec<Slice>) {
+        let (ns, name, id) = (self.namespace(), self.name(), self.id);
+        let per_family = |v4: String, v6: String| -> Vec<String> {
+            self.families()
+                .iter()
+                .map(|&six| if six { v6.clone() } else { v4.clone() })
+                .collect()
+        };
+        let cluster_ips = per_family(format!("10.96.0.{id}"), format!("fd00:96::{id}"));
+        let refs: Vec<&str> = cluster_ips.iter().map(String::as_str).collect();
+        let mut svc = service(ns, &name, refs[0]).cluster_ips(&refs);
+        svc = match self.kind {
+            Kind::ClusterIp => svc,
+            Kind::NodePort => svc.type_("NodePort"),
+            Kind::LoadBalancer => svc.type_("LoadBalancer"),
+        };
+        for (j, &udp) in self.ports.iter().enumerate() {
+            let protocol = if udp { "UDP" } else { "TCP" };
+            let port = 80 + j as i32;
+            svc = match self.kind {
+                Kind::ClusterIp => svc.port(&self.port_name(j), protocol, port),
+                _ => svc.node_port(
+                    &self.port_name(j),
+                    protocol,
+                    port,
+                    30000 + i32::from(id) * 10 + j as i32,
+                ),
+            };
+        }
+        if self.itp_local {
+            svc = svc.itp_local();
+        }
+        if self.etp_local {
+            svc = svc.etp_local();
+            if self.kind == Kind::LoadBalancer {
+                svc = svc.health_check_node_port(32000 + i32::from(id));
+            }
+        }
+        if let Some(timeout) = self.affinity {
+            svc = svc.affinity(timeout);
+        }
+        if self.external_ip {
+            let ips = per_family(format!("203.0.113.{id}"), format!("2001:db8:e::{id}"));
+            let refs: Vec<&str> = ips.iter().map(String::as_str).collect();
+            svc = svc.external_ips(&refs);
+        }
+        for k in 0..self.lb_ingress {
+            let n = u16::from(id) + 100 * u16::from(k);
+            for ip in per_family(format!("198.51.100.{n}"), format!("2001:db8:1b::{n}")) {
+                svc = svc.lb_ingress(&ip, None);
+            }
+        }
+        match self.ranges {
+            Ranges::None => {}
+            Ranges::WithNode => {
+                svc = svc.source_ranges(&["203.0.113.0/24", "192.168.0.0/16", "2001:db8::/64"])
+            }
+            Ranges::WithoutNode => svc = svc.source_ranges(&["203.0.113.0/24", "2001:db8:f::/48"]),
+        }
+
+        let mut slices = Vec::new();
+        for &six in self.families() {
+            let (suffix, kind) = if six { ("v6", "IPv6") } else { ("v4", "IPv4") };
+            let mut s = slice(ns, &format!("{name}-{suffix}"), &name, kind);
+            for (j, &udp) in self.ports.iter().enumerate() {
+                let protocol = if udp { "UDP" } else { "TCP" };
+                s = s.port(&self.port_name(j), protocol, 8080 + j as i32);
+            }
+            for e in &self.endpoints {
+                let ip = if six {
+                    format!("fd00:10::{id}:{}", e.host)
+                } else {
+                    format!("10.{id}.0.{}", e.host)
+                };
+                s = s.endpoint(endpoint(&ip, e));
+            }
+            slices.push(s);
+        }
+        (svc, slices)
+    }
+}
+
+fn endpoint(ip: &str, e: &EpSpec) -> Ep {
+    let base = ep(ip, if e.local { "node-a" } else { "node-b" });
+    match e.state {
+        State::Ready => base,
+        State::ServingTerminating => base.serving_terminating(),
+        State::Terminated => base.terminated(),
+        State::NotReady => base.not_ready(),
+    }
+}
+
+impl ClusterSpec {
+    fn config(&self) -> NodeConfig {
+        let mut config = node_config();
+        if !self.cluster_cidrs {
+            config.cluster_cidrs.clear();
+        }
+        config.masquerade_all = self.masquerade_all;
+        config
+    }
+
+    fn ruleset(&self) -> Ruleset {
+        let mut services = Vec::new();
+        let mut slices = Vec::new();
+        for s in &self.services {
+            let (svc, sl) = s.build();
+            services.push(svc);
+            slices.extend(sl);
+        }
+        let options = Options {
+            masquerade_bit: self.masquerade_bit,
+            ..Options::default()
+        };
+        desired(&compute(&self.config(), &services, &slices), &options)
+    }
+}
+
+fn state() -> impl Strategy<Value = State> {
+    prop_oneof![
+        4 => Just(State::Ready),
+        1 => Just(State::ServingTerminating),
+        1 => Just(State::Terminated),
+        1 => Just(State::NotReady),
+    ]
+}
+
+fn endpoint_spec() -> impl Strategy<Value = EpSpec> {
+    (1u8..=8, any::<bool>(), state()).prop_map(|(host, local, state)| EpSpec { host, local, state })
+}
+
+fn affinity() -> impl Strategy<Value = Option<Option<i32>>> {
+    prop_oneof![
+        3 => Just(None),
+        1 => Just(Some(None)),
+        2 => prop::sample::select(vec![1, 60, 90, 3600, 86_400]).prop_map(|t| Some(Some(t))),
+    ]
+}
+
+fn service_spec() -> impl Strategy<Value = SvcSpec> {
+    let kind = prop_oneof![
+        Just(Kind::ClusterIp),
+        Just(Kind::NodePort),
+        Just(Kind::LoadBalancer)
+    ];
+    let stack = prop_oneof![2 => Just(Stack::V4), 1 => Just(Stack::V6), 1 => Just(Stack::Dual)];
+    let ranges = prop_oneof![
+        2 => Just(Ranges::None),
+        1 => Just(Ranges::WithNode),
+        1 => Just(Ranges::WithoutNode)
+    ];
+    (
+        (kind, stack, any::<bool>(), any::<bool>()),
+        prop::collection::vec(prop::bool::weighted(0.3), 1..=3),
+        affinity(),
+        (prop::bool::weighted(0.3), 0u8..=2, ranges),
+        prop::collection::vec(endpoint_spec(), 0..=4),
+    )
+        .prop_map(
+            |((kind, stack, itp_local, etp_local), ports, affinity, extra, mut endpoints)| {
+                let (external_ip, lb_ingress, ranges) = extra;
+                endpoints.sort_by_key(|e| e.host);
+                endpoints.dedup_by_key(|e| e.host);
+                SvcSpec {
+                    id: 0,
+                    kind,
+                    stack,
+                    itp_local,
+                    etp_local,
+                    ports,
+                    affinity,
+                    external_ip,
+                    lb_ingress,
+                    ranges,
+                    endpoints,
+                }
+            },
+        )
+}
+
+fn cluster_spec() -> impl Strategy<Value = ClusterSpec> {
+    (
+        prop::collection::vec(service_spec(), 1..=8),
+        any::<bool>(),
+        prop::bool::weighted(0.2),
+        prop_oneof![3 => Just(14u8), 1 => 0u8..32],
+    )
+        .prop_map(
+            |(mut services, cluster_cidrs, masquerade_all, masquerade_bit)| {
+                for (i, s) in services.iter_mut().enumerate() {
+                    s.id = i as u8 + 1;
+                }
+                ClusterSpec {
+                    services,
+                    cluster_cidrs,
+                    masquerade_all,
+                    masquerade_bit,
+                }
+            },
+        )
+}
+
+/// A small change of a cluster.
+#[derive(Debug, Clone)]
+enum Mutation {
+    AddEndpoint(Index, bool, State),
+    RemoveEndpoint(Index, Index),
+    FlipEndpoint(Index, Index, bool, State),
+    RemoveService(Index),
+    FlipItp(Index),
+    FlipEtp(Index),
+    Affinity(Index, Option<Option<i32>>),
+    Config(bool, bool, u8),
+}
+
+fn mutation() -> impl Strategy<Value = Mutation> {
+    let i = any::<Index>;
+    prop_oneof![
+        3 => (i(), any::<bool>(), state()).prop_map(|(s, l, st)| Mutation::AddEndpoint(s, l, st)),
+        3 => (i(), i()).prop_map(|(s, e)| Mutation::RemoveEndpoint(s, e)),
+        3 => (i(), i(), any::<bool>(), state())
+            .prop_map(|(s, e, l, st)| Mutation::FlipEndpoint(s, e, l, st)),
+        1 => i().prop_map(Mutation::RemoveService),
+        1 => i().prop_map(Mutation::FlipItp),
+        1 => i().prop_map(Mutation::FlipEtp),
+        2 => (i(), affinity()).prop_map(|(s, a)| Mutation::Affinity(s, a)),
+        1 => (any::<bool>(), any::<bool>(), 0u8..32).prop_map(|(c, m, b)| Mutation::Config(c, m, b)),
+    ]
+}
+
+impl Mutation {
+    /// Applies the change; returns the Service changed (`None` for a configuration change,
+    /// which may touch every Service).
+    fn apply(&self, c: &mut ClusterSpec) -> Option<Option<String>> {
+        if let Mutation::Config(cidrs, all, bit) = *self {
+            c.cluster_cidrs ^= cidrs;
+            c.masquerade_all ^= all;
+            c.masquerade_bit = bit;
+            return None;
+        }
+        if c.services.is_empty() {
+            return Some(None);
+        }
+        let pick = |i: &Index| i.index(c.services.len());
+        let idx = match self {
+            Mutation::AddEndpoint(s, ..)
+            | Mutation::RemoveEndpoint(s, _)
+            | Mutation::FlipEndpoint(s, ..)
+            | Mutation::RemoveService(s)
+            | Mutation::FlipItp(s)
+            | Mutation::FlipEtp(s)
+            | Mutation::Affinity(s, _) => pick(s),
+            Mutation::Config(..) => unreachable!(),
+        };
+        let svc = &mut c.services[idx];
+        let name = format!("{}/{}", svc.namespace(), svc.name());
+        match self {
+            Mutation::AddEndpoint(_, local, state) => {
+                let host = svc.endpoints.iter().map(|e| e.host).max().unwrap_or(0) + 1;
+                svc.endpoints.push(EpSpec {
+                    host,
+                    local: *local,
+                    state: *state,
+                });
+            }
+            Mutation::RemoveEndpoint(_, e) if !svc.endpoints.is_empty() => {
+                let e = e.index(svc.endpoints.len());
+                svc.endpoints.remove(e);
+            }
+            Mutation::FlipEndpoint(_, e, flip_local, state) if !svc.endpoints.is_empty() => {
+                let e = e.index(svc.endpoints.len());
+                let endpoint = &mut svc.endpoints[e];
+                endpoint.local ^= flip_local;
+                endpoint.state = *state;
+            }
+            Mutation::RemoveService(_) => {
+                c.services.remove(idx);
+            }
+            Mutation::FlipItp(_) => svc.itp_local = !svc.itp_local,
+            Mutation::FlipEtp(_) => svc.etp_local = !svc.etp_local,
+            Mutation::Affinity(_, a) => svc.affinity = *a,
+            _ => {}
+        }
+        Some(Some(name))
+    }
+}
+
+/// `plan(a, b)` applied to `a` gives exactly `b`, and `plan(b, b)` is empty.
+fn check(a: &Ruleset, b: &Ruleset) -> Result<crate::Transaction, TestCaseError> {
+    let txn = plan(a, b);
+    let mut got = a.clone();
+    if let Err(e) = got.apply(&txn) {
+        return Err(TestCaseError::fail(format!(
+            "plan does not apply: {e}\nfrom:\n{}\nto:\n{}\nplan:\n{}",
+            render(a),
+            render(b),
+            txn.render()
+        )));
+    }
+    prop_assert!(
+        got == *b,
+        "applying the plan gives\n{}\ninstead of\n{}\nplan:\n{}",
+        render(&got),
+        render(b),
+        txn.render()
+    );
+    let again = plan(b, b);
+    prop_assert!(
+        again.is_empty(),
+        "plan(B, B) is not empty:\n{}",
+        again.render()
+    );
+    Ok(txn)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 80, ..ProptestConfig::default() })]
+
+    #[test]
+    fn plan_between_independent_clusters(a in cluster_spec(), b in cluster_spec()) {
+        check(&a.ruleset(), &b.ruleset())?;
+    }
+
+    #[test]
+    fn plan_after_small_mutations(a in cluster_spec(), mutations in prop::collection::vec(mutation(), 1..=3)) {
+        let mut b = a.clone();
+        // The Services changed; `None` once the node configuration changed.
+        let mut changed = Some(BTreeSet::new());
+        for m in &mutations {
+            match (m.apply(&mut b), changed.as_mut()) {
+                (Some(Some(name)), Some(set)) => {
+                    set.insert(name);
+                }
+                (None, _) => changed = None,
+                _ => {}
+            }
+        }
+        let txn = check(&a.ruleset(), &b.ruleset())?;
+        check(&b.ruleset(), &a.ruleset())?;
+        if let Some(changed) = changed {
+            // Only the changed Services are touched.
+            for s in txn.services() {
+                prop_assert!(changed.contains(&s), "{s} touched, changed: {changed:?}\n{}", txn.render());
+            }
+        }
+    }
+
+    #[test]
+    fn plan_from_and_to_nothing(a in cluster_spec()) {
+        let a = a.ruleset();
+        let empty = Ruleset::default();
+        // First sync, and cleanup: all tables deleted.
+        let first = check(&empty, &a)?;
+        prop_assert_eq!(first.ops.iter().filter(|op| matches!(op, crate::Op::AddTable { .. })).count(), 2);
+        let cleanup = check(&a, &empty)?;
+        prop_assert_eq!(cleanup.len(), 2, "{}", cleanup.render());
+        // To and from a cluster without Services.
+        let none = ClusterSpec { services: Vec::new(), cluster_cidrs: true, masquerade_all: false, masquerade_bit: 14 };
+        check(&none.ruleset(), &a)?;
+        check(&a, &none.ruleset())?;
+    }
+}
+
+/// A realistic cluster for the hand-made cases below.
+fn sample() -> Ruleset {
+    let c = ClusterSpec {
+        services: (1..=3)
+            .map(|id| SvcSpec {
+                id,
+                kind: Kind::LoadBalancer,
+                stack: Stack::Dual,
+                itp_local: false,
+                etp_local: id == 2,
+                ports: vec![false, true],
+                affinity: (id == 3).then_some(Some(60)),
+                external_ip: true,
+                lb_ingress: 1,
+                ranges: Ranges::WithNode,
+                endpoints: vec![
+                    EpSpec {
+                        host: 1,
+                        local: true,
+                        state: State::Ready,
+                    },
+                    EpSpec {
+                        host: 2,
+                        local: false,
+                        state: State::Ready,
+                    },
+                ],
+            })
+            .collect(),
+        cluster_cidrs: true,
+        masquerade_all: false,
+        masquerade_bit: 14,
+    };
+    c.ruleset()
+}
+
+/// The IPv4 table of a ruleset, to edit.
+fn v4(rs: &mut Ruleset) -> &mut crate::Table {
+    let id = super::table_id(crate::Family::Ip);
+    rs.tables.get_mut(&id).expect("ip table")
+}
+
+// The kernel may hold what an earlier version of the agent made: the same planner must get
+// from there to the current layout.
+
+#[test]
+fn plan_redeclares_a_fixed_map_whose_declaration_changed() {
+    let want = sample();
+    let mut have = want.clone();
+    let table = v4(&mut have);
+    table
+        .sets
+        .get_mut("service-ips")
+        .expect("service-ips")
+        .spec
+        .comment = Some("an older comment".into());
+    let txn = super::planned(&have, &want);
+    // The map's users are flushed and refilled, the map deleted and re-added with its elements.
+    let rendered = txn.render();
+    assert!(
+        rendered.contains("flush chain ip kube-nftproxy services\n"),
+        "{rendered}"
+    );
+    assert!(
+        rendered.contains("delete map ip kube-nftproxy service-ips\n"),
+        "{rendered}"
+    );
+}
+
+#[test]
+fn plan_re_adds_a_base_chain_whose_hook_changed() {
+    let want = sample();
+    let mut have = want.clone();
+    let chain = v4(&mut have)
+        .chains
+        .get_mut("nat-prerouting")
+        .expect("nat-prerouting");
+    chain.base.as_mut().expect("base").priority = -99;
+    let txn = super::planned(&have, &want);
+    assert_eq!(txn.len(), 4, "{}", txn.render());
+}
+
+#[test]
+fn plan_removes_an_obsolete_map_and_the_chain_its_elements_target() {
+    let want = sample();
+    let mut have = want.clone();
+    let table = v4(&mut have);
+    // An earlier layout: a map (unused by rules now) whose element continues in an old chain.
+    table.chains.insert(
+        "old-chain".into(),
+        crate::Chain {
+            base: None,
+            rules: vec![crate::Rule::new(vec![crate::Expr::Reject])],
+        },
+    );
+    let mut old = table.sets["service-nodeports"].clone();
+    old.elements.clear();
+    old.elements.insert(
+        crate::ElemKey(vec![
+            crate::KeyPart::Proto(model::Protocol::Tcp),
+            crate::KeyPart::Port(1),
+        ]),
+        crate::ElemValue {
+            verdict: Some(crate::Verdict::Goto("old-chain".into())),
+            comment: None,
+        },
+    );
+    table.sets.insert("old-map".into(), old);
+    super::planned(&have, &want);
+}
