@@ -24,8 +24,14 @@ pub const NODE: &str = "node-a";
 pub fn node_config() -> NodeConfig {
     NodeConfig {
         node_name: NODE.into(),
-        node_ips: vec!["192.168.0.2".parse().expect("ip"), "2001:db8::2".parse().expect("ip")],
-        cluster_cidrs: vec!["10.0.0.0/8".parse().expect("cidr"), "fd00:10::/64".parse().expect("cidr")],
+        node_ips: vec![
+            "192.168.0.2".parse().expect("ip"),
+            "2001:db8::2".parse().expect("ip"),
+        ],
+        cluster_cidrs: vec![
+            "10.0.0.0/8".parse().expect("cidr"),
+            "fd00:10::/64".parse().expect("cidr"),
+        ],
         ..NodeConfig::default()
     }
 }
@@ -71,22 +77,28 @@ impl Svc {
         self
     }
     pub fn port(mut self, name: &str, protocol: &str, port: i32) -> Self {
-        self.spec().ports.get_or_insert_with(Vec::new).push(ServicePort {
-            name: (!name.is_empty()).then(|| name.into()),
-            protocol: Some(protocol.into()),
-            port,
-            ..ServicePort::default()
-        });
+        self.spec()
+            .ports
+            .get_or_insert_with(Vec::new)
+            .push(ServicePort {
+                name: (!name.is_empty()).then(|| name.into()),
+                protocol: Some(protocol.into()),
+                port,
+                ..ServicePort::default()
+            });
         self
     }
     pub fn node_port(mut self, name: &str, protocol: &str, port: i32, node_port: i32) -> Self {
-        self.spec().ports.get_or_insert_with(Vec::new).push(ServicePort {
-            name: (!name.is_empty()).then(|| name.into()),
-            protocol: Some(protocol.into()),
-            port,
-            node_port: Some(node_port),
-            ..ServicePort::default()
-        });
+        self.spec()
+            .ports
+            .get_or_insert_with(Vec::new)
+            .push(ServicePort {
+                name: (!name.is_empty()).then(|| name.into()),
+                protocol: Some(protocol.into()),
+                port,
+                node_port: Some(node_port),
+                ..ServicePort::default()
+            });
         self
     }
     pub fn itp_local(mut self) -> Self {
@@ -102,7 +114,8 @@ impl Svc {
         self
     }
     pub fn source_ranges(mut self, ranges: &[&str]) -> Self {
-        self.spec().load_balancer_source_ranges = Some(ranges.iter().map(|s| s.to_string()).collect());
+        self.spec().load_balancer_source_ranges =
+            Some(ranges.iter().map(|s| s.to_string()).collect());
         self
     }
     pub fn health_check_node_port(mut self, port: i32) -> Self {
@@ -121,12 +134,16 @@ impl Svc {
     }
     pub fn lb_ingress(mut self, ip: &str, ip_mode: Option<&str>) -> Self {
         let status = self.0.status.get_or_insert_with(ServiceStatus::default);
-        let lb = status.load_balancer.get_or_insert_with(LoadBalancerStatus::default);
-        lb.ingress.get_or_insert_with(Vec::new).push(LoadBalancerIngress {
-            ip: Some(ip.into()),
-            ip_mode: ip_mode.map(Into::into),
-            ..LoadBalancerIngress::default()
-        });
+        let lb = status
+            .load_balancer
+            .get_or_insert_with(LoadBalancerStatus::default);
+        lb.ingress
+            .get_or_insert_with(Vec::new)
+            .push(LoadBalancerIngress {
+                ip: Some(ip.into()),
+                ip_mode: ip_mode.map(Into::into),
+                ..LoadBalancerIngress::default()
+            });
         self
     }
     pub fn label(mut self, key: &str, value: &str) -> Self {
@@ -190,12 +207,26 @@ impl Ep {
     }
     pub fn zone_hints(mut self, zones: &[&str]) -> Self {
         let hints = self.0.hints.get_or_insert_with(EndpointHints::default);
-        hints.for_zones = Some(zones.iter().map(|z| ForZone { name: z.to_string() }).collect());
+        hints.for_zones = Some(
+            zones
+                .iter()
+                .map(|z| ForZone {
+                    name: z.to_string(),
+                })
+                .collect(),
+        );
         self
     }
     pub fn node_hints(mut self, nodes: &[&str]) -> Self {
         let hints = self.0.hints.get_or_insert_with(EndpointHints::default);
-        hints.for_nodes = Some(nodes.iter().map(|n| ForNode { name: n.to_string() }).collect());
+        hints.for_nodes = Some(
+            nodes
+                .iter()
+                .map(|n| ForNode {
+                    name: n.to_string(),
+                })
+                .collect(),
+        );
         self
     }
 }
@@ -221,12 +252,15 @@ pub fn slice(namespace: &str, name: &str, service: &str, address_type: &str) -> 
 
 impl Slice {
     pub fn port(mut self, name: &str, protocol: &str, port: i32) -> Self {
-        self.0.ports.get_or_insert_with(Vec::new).push(EndpointPort {
-            name: Some(name.into()),
-            protocol: Some(protocol.into()),
-            port: Some(port),
-            ..EndpointPort::default()
-        });
+        self.0
+            .ports
+            .get_or_insert_with(Vec::new)
+            .push(EndpointPort {
+                name: Some(name.into()),
+                protocol: Some(protocol.into()),
+                port: Some(port),
+                ..EndpointPort::default()
+            });
         self
     }
     pub fn endpoint(mut self, ep: Ep) -> Self {

@@ -41,7 +41,15 @@ mod tests {
 
     #[test]
     fn rejects_non_addresses() {
-        for bad in ["", "10.96.0.999", "10.96.0", "10.96.0.1.2", "not-an-ip", "1.2.3.+4", "None"] {
+        for bad in [
+            "",
+            "10.96.0.999",
+            "10.96.0",
+            "10.96.0.1.2",
+            "not-an-ip",
+            "1.2.3.+4",
+            "None",
+        ] {
             assert_eq!(parse_ip_sloppy(bad), None, "{bad}");
         }
     }

@@ -23,12 +23,17 @@ mod service;
 mod topology;
 mod view;
 
+#[cfg(test)]
+mod tests;
+
 pub use config::{NodeConfig, NodePortAddresses};
 pub use endpoints::Endpoint;
 pub use error::{ModelError, Problem};
 pub use ip::parse_ip_sloppy;
 pub use objects::{IpFamily, ObjectKind, ObjectRef, Protocol, ServicePortName, ServiceRef};
-pub use policy::{Action, EndpointSet, EntryPoint, ExternalDispatch, Source, TrafficPolicy, Verdict};
+pub use policy::{
+    Action, EndpointSet, EntryPoint, ExternalDispatch, Source, TrafficPolicy, Verdict,
+};
 pub use view::{
     node_view, ClusterView, FamilyServices, HealthCheck, NodeServices, ServicePortView,
 };

@@ -50,7 +50,10 @@ pub(crate) struct ServiceInfo {
 
 /// The namespace of an object; manifests without one are in `default`, as `kubectl apply` does.
 pub(crate) fn namespace_of(namespace: &Option<String>) -> &str {
-    namespace.as_deref().filter(|ns| !ns.is_empty()).unwrap_or("default")
+    namespace
+        .as_deref()
+        .filter(|ns| !ns.is_empty())
+        .unwrap_or("default")
 }
 
 /// Reads a Service. `None` when the proxy does not program it: headless, ExternalName, owned by
@@ -153,8 +156,9 @@ pub(crate) fn parse_service(svc: &Service, errors: &mut Vec<ModelError>) -> Opti
             .and_then(|lb| lb.ingress.as_deref())
             .unwrap_or_default();
         for (i, ing) in ingress.iter().enumerate() {
-            // `ipMode: Proxy`: the load balancer delivers to the node itself, not to the VIP.
-            if ing.ip_mode.as_deref() == Some("Proxy") {
+            // Only `ipMode: VIP` (or unset) is captured; with `Proxy` (or any mode we do not
+            // know) the load balancer delivers to the node itself, not to the VIP.
+            if ing.ip_mode.as_deref().is_some_and(|mode| mode != "VIP") {
                 continue;
             }
             let Some(text) = ing.ip.as_deref().filter(|ip| !ip.is_empty()) else {
@@ -184,7 +188,12 @@ pub(crate) fn parse_service(svc: &Service, errors: &mut Vec<ModelError>) -> Opti
         }
     }
     let mut source_ranges = Vec::new();
-    for (i, text) in spec.load_balancer_source_ranges.iter().flatten().enumerate() {
+    for (i, text) in spec
+        .load_balancer_source_ranges
+        .iter()
+        .flatten()
+        .enumerate()
+    {
         match text.trim().parse::<IpNet>() {
             Ok(net) => source_ranges.push(net.trunc()),
             Err(_) => report(Problem::InvalidCidr {
@@ -267,7 +276,11 @@ pub(crate) fn parse_service(svc: &Service, errors: &mut Vec<ModelError>) -> Opti
     })
 }
 
-fn parse_policy(field: &str, value: Option<&str>, report: &mut impl FnMut(Problem)) -> TrafficPolicy {
+fn parse_policy(
+    field: &str,
+    value: Option<&str>,
+    report: &mut impl FnMut(Problem),
+) -> TrafficPolicy {
     match value {
         None | Some("Cluster") => TrafficPolicy::Cluster,
         Some("Local") => TrafficPolicy::Local,
@@ -289,7 +302,11 @@ fn parse_ports(
     service_type: ServiceType,
     report: &mut impl FnMut(Problem),
 ) -> Vec<PortInfo> {
-    let ports = svc.spec.as_ref().and_then(|s| s.ports.as_deref()).unwrap_or_default();
+    let ports = svc
+        .spec
+        .as_ref()
+        .and_then(|s| s.ports.as_deref())
+        .unwrap_or_default();
     let mut out: Vec<PortInfo> = Vec::with_capacity(ports.len());
     let mut names: BTreeMap<&str, usize> = BTreeMap::new();
     let mut numbers: BTreeMap<(Protocol, u16), usize> = BTreeMap::new();

@@ -2,7 +2,9 @@
 //! ([`node_view`] → [`NodeServices`]).
 
 use crate::config::{NodeConfig, NodePortAddresses};
-use crate::endpoints::{collect_endpoints, slice_is_ignored, slice_ref, Endpoint, SERVICE_NAME_LABEL};
+use crate::endpoints::{
+    collect_endpoints, slice_is_ignored, slice_ref, Endpoint, SERVICE_NAME_LABEL,
+};
 use crate::error::{ModelError, Problem};
 use crate::ip::parse_ip_sloppy;
 use crate::objects::{IpFamily, ObjectKind, ObjectRef, ServicePortName, ServiceRef};
@@ -97,8 +99,12 @@ impl ClusterView {
             return touched;
         };
         let owner = ServiceRef::new(&namespace, owner);
-        self.slice_owner.insert((namespace, name.clone()), owner.clone());
-        self.slices.entry(owner.clone()).or_default().insert(name, slice);
+        self.slice_owner
+            .insert((namespace, name.clone()), owner.clone());
+        self.slices
+            .entry(owner.clone())
+            .or_default()
+            .insert(name, slice);
         touched.push(owner);
         touched
     }
@@ -154,7 +160,7 @@ pub struct ServicePortView {
     pub load_balancer_ips: Vec<IpAddr>,
     /// Allowed sources for traffic to the LoadBalancer IPs, when `loadBalancerSourceRanges`
     /// restrict it (`None`: no restriction). Holds the ranges of this family, plus the LB IPs
-    /// themselves when a range contains a node address (traffic from the node to its own VIP).
+    /// themselves when a range contains the node's primary address (traffic from the node to its VIP).
     /// Ranges given only for the other family leave this empty: every source is refused.
     pub firewall: Option<Vec<IpNet>>,
     /// `spec.internalTrafficPolicy`.
@@ -319,7 +325,12 @@ pub fn node_view(view: &ClusterView, config: &NodeConfig) -> NodeServices {
         fam.cluster_cidrs = config
             .cluster_cidrs
             .iter()
-            .filter(|c| matches!((c, family), (IpNet::V4(_), IpFamily::V4) | (IpNet::V6(_), IpFamily::V6)))
+            .filter(|c| {
+                matches!(
+                    (c, family),
+                    (IpNet::V4(_), IpFamily::V4) | (IpNet::V6(_), IpFamily::V6)
+                )
+            })
             .map(IpNet::trunc)
             .collect();
         fam.masquerade_all = config.masquerade_all;
@@ -363,7 +374,10 @@ fn add_service_ports(
 ) {
     let family = fam.family;
     let of_family = |ips: &[IpAddr]| -> Vec<IpAddr> {
-        ips.iter().filter(|ip| IpFamily::of(ip) == family).copied().collect()
+        ips.iter()
+            .filter(|ip| IpFamily::of(ip) == family)
+            .copied()
+            .collect()
     };
     let external_ips = of_family(&info.external_ips);
     let load_balancer_ips = of_family(&info.load_balancer_ips);
@@ -429,17 +443,23 @@ fn firewall_sources(
         .filter(|net| IpFamily::of(&net.addr()) == family)
         .copied()
         .collect();
-    if allowed
-        .iter()
-        .any(|net| node_ips.iter().any(|ip| net.contains(ip)))
-    {
+    // Traffic from the node to its own VIP may come from the VIP: allow it when the ranges
+    // already allow the node's primary address (as upstream does).
+    let primary_allowed = node_ips
+        .first()
+        .is_some_and(|primary| allowed.iter().any(|net| net.contains(primary)));
+    if primary_allowed {
         allowed.extend(load_balancer_ips.iter().map(|ip| IpNet::from(*ip)));
     }
     Some(allowed)
 }
 
 /// This node's addresses: from the configuration, else from the Node's `status.addresses`.
-fn node_addresses(node: Option<&Node>, config: &NodeConfig, errors: &mut Vec<ModelError>) -> Vec<IpAddr> {
+fn node_addresses(
+    node: Option<&Node>,
+    config: &NodeConfig,
+    errors: &mut Vec<ModelError>,
+) -> Vec<IpAddr> {
     if !config.node_ips.is_empty() {
         return config.node_ips.clone();
     }
@@ -453,7 +473,11 @@ fn node_addresses(node: Option<&Node>, config: &NodeConfig, errors: &mut Vec<Mod
         .unwrap_or_default();
     let mut ips = Vec::new();
     for kind in ["InternalIP", "ExternalIP"] {
-        for (i, a) in addresses.iter().enumerate().filter(|(_, a)| a.type_ == kind) {
+        for (i, a) in addresses
+            .iter()
+            .enumerate()
+            .filter(|(_, a)| a.type_ == kind)
+        {
             match parse_ip_sloppy(&a.address) {
                 Some(ip) if !ips.contains(&ip) => ips.push(ip),
                 Some(_) => {}
@@ -492,7 +516,11 @@ fn resolve_conflicts(fam: &mut FamilyServices, errors: &mut Vec<ModelError>) {
     let mut owners: BTreeMap<(IpAddr, crate::Protocol, u16), String> = BTreeMap::new();
     let mut node_ports: BTreeMap<(crate::Protocol, u16), String> = BTreeMap::new();
     let conflict = |name: &ServicePortName, destination: String, owner: &str| ModelError {
-        object: ObjectRef::new(ObjectKind::Service, &name.service.namespace, &name.service.name),
+        object: ObjectRef::new(
+            ObjectKind::Service,
+            &name.service.namespace,
+            &name.service.name,
+        ),
         problem: Problem::ConflictingDestination {
             destination,
             owner: owner.to_owned(),

@@ -87,7 +87,10 @@ fn invalid_cluster_ip_skips_the_service() {
     for value in ["not-an-ip", "10.96.0.999"] {
         let bad = service("shop", "bad", value).port("http", "TCP", 80);
         let out = with_good(vec![bad], Vec::new());
-        assert_eq!(out.errors, [svc_error("bad", invalid_ip("spec.clusterIPs[0]", value))]);
+        assert_eq!(
+            out.errors,
+            [svc_error("bad", invalid_ip("spec.clusterIPs[0]", value))]
+        );
         assert_eq!(port_names(&out, "bad"), Vec::<String>::new());
         assert!(out.ipv6.ports.is_empty());
     }
@@ -95,7 +98,10 @@ fn invalid_cluster_ip_skips_the_service() {
     let mut bad = service("shop", "bad", "not-an-ip").port("http", "TCP", 80);
     bad.0.spec.as_mut().expect("spec").cluster_ips = None;
     let out = with_good(vec![bad], Vec::new());
-    assert_eq!(out.errors, [svc_error("bad", invalid_ip("spec.clusterIP", "not-an-ip"))]);
+    assert_eq!(
+        out.errors,
+        [svc_error("bad", invalid_ip("spec.clusterIP", "not-an-ip"))]
+    );
 }
 
 #[test]
@@ -108,7 +114,10 @@ fn missing_cluster_ip_skips_the_service() {
         "{:?}",
         out.errors
     );
-    assert_eq!(out.errors[0].object, ObjectRef::new(ObjectKind::Service, "shop", "bad"));
+    assert_eq!(
+        out.errors[0].object,
+        ObjectRef::new(ObjectKind::Service, "shop", "bad")
+    );
     assert_eq!(port_names(&out, "bad"), Vec::<String>::new());
 }
 
@@ -163,7 +172,10 @@ fn invalid_lb_ip_is_skipped_and_the_rest_of_the_service_kept() {
     let out = with_good(vec![svc], Vec::new());
     assert_eq!(
         out.errors,
-        [svc_error("lb", invalid_ip("status.loadBalancer.ingress[0].ip", "198.51.100.999"))]
+        [svc_error(
+            "lb",
+            invalid_ip("status.loadBalancer.ingress[0].ip", "198.51.100.999")
+        )]
     );
     let view = port(&out, IpFamily::V4, "shop", "lb", "http", Protocol::Tcp);
     assert_eq!(view.load_balancer_ips, [ip("198.51.100.9")]);
@@ -182,8 +194,14 @@ fn invalid_endpoint_address_is_skipped_and_the_rest_of_the_slice_kept() {
     assert_eq!(
         out.errors,
         [
-            slice_error("web-abc", invalid_ip("endpoints[0].addresses[0]", "not-an-ip")),
-            slice_error("web-abc", invalid_ip("endpoints[1].addresses[0]", "10.0.0.999")),
+            slice_error(
+                "web-abc",
+                invalid_ip("endpoints[0].addresses[0]", "not-an-ip")
+            ),
+            slice_error(
+                "web-abc",
+                invalid_ip("endpoints[1].addresses[0]", "10.0.0.999")
+            ),
         ]
     );
     let view = port(&out, IpFamily::V4, "shop", "web", "http", Protocol::Tcp);
@@ -202,7 +220,9 @@ fn endpoint_without_address_or_of_the_wrong_family_is_skipped() {
         .endpoint(ep("10.1.0.5", NODE));
     let out = with_good(vec![svc], vec![slice]);
     assert_eq!(out.errors.len(), 2, "{:?}", out.errors);
-    assert!(matches!(&out.errors[0].problem, Problem::Missing { field, .. } if field == "endpoints[0].addresses"));
+    assert!(
+        matches!(&out.errors[0].problem, Problem::Missing { field, .. } if field == "endpoints[0].addresses")
+    );
     assert!(matches!(
         &out.errors[1].problem,
         Problem::InvalidValue { field, value, .. } if field == "endpoints[1].addresses[0]" && value == "fd00:10::1"
@@ -247,7 +267,14 @@ fn service_port_out_of_range_or_missing_is_skipped() {
         "spec": {"clusterIP": "10.96.0.11", "ports": [{"name": "x"}, {"name": "y", "port": 81}]},
     });
     let missing: Service = serde_json::from_value(json).expect("service");
-    svc.0.spec.as_mut().expect("spec").ports.as_mut().expect("ports")[1].node_port = Some(30080);
+    svc.0
+        .spec
+        .as_mut()
+        .expect("spec")
+        .ports
+        .as_mut()
+        .expect("ports")[1]
+        .node_port = Some(30080);
     let out = with_good(vec![svc, Svc(missing)], Vec::new());
     assert_eq!(
         out.errors,
@@ -345,7 +372,10 @@ fn two_ports_with_the_same_name_keep_the_first() {
         )]
     );
     assert_eq!(port_names(&out, "web"), ["http/TCP", "metrics/TCP"]);
-    assert_eq!(port(&out, IpFamily::V4, "shop", "web", "http", Protocol::Tcp).port, 80);
+    assert_eq!(
+        port(&out, IpFamily::V4, "shop", "web", "http", Protocol::Tcp).port,
+        80
+    );
 }
 
 #[test]
@@ -394,12 +424,18 @@ fn two_services_claiming_the_same_external_ip_port_first_wins() {
         .external_ips(&["203.0.113.7"]);
     // Input order does not matter: namespace/name order does.
     let out = with_good(vec![b, a], Vec::new());
-    assert_eq!(out.errors, [conflict("shop", "b", "203.0.113.7 TCP 80", "shop/a:http")]);
+    assert_eq!(
+        out.errors,
+        [conflict("shop", "b", "203.0.113.7 TCP 80", "shop/a:http")]
+    );
     let a = port(&out, IpFamily::V4, "shop", "a", "http", Protocol::Tcp);
     assert_eq!(a.external_ips, [ip("203.0.113.7"), ip("203.0.113.8")]);
     let b_http = port(&out, IpFamily::V4, "shop", "b", "http", Protocol::Tcp);
-    assert_eq!(b_http.external_ips, vec![]);
-    assert_eq!(b_http.verdict(EntryPoint::ExternalIp, Source::External), None);
+    assert!(b_http.external_ips.is_empty());
+    assert_eq!(
+        b_http.verdict(EntryPoint::ExternalIp, Source::External),
+        None
+    );
     assert!(b_http.verdict(EntryPoint::ClusterIp, Source::Pod).is_some());
     // Another port of the same address is another destination.
     let b_alt = port(&out, IpFamily::V4, "shop", "b", "alt", Protocol::Tcp);
@@ -413,7 +449,10 @@ fn two_services_claiming_the_same_external_ip_port_first_wins() {
         .port("http", "TCP", 80)
         .external_ips(&["203.0.113.9"]);
     let out = with_good(vec![a, z], Vec::new());
-    assert_eq!(out.errors, [conflict("beta", "a", "203.0.113.9 TCP 80", "alpha/z:http")]);
+    assert_eq!(
+        out.errors,
+        [conflict("beta", "a", "203.0.113.9 TCP 80", "alpha/z:http")]
+    );
 }
 
 #[test]
@@ -426,9 +465,12 @@ fn two_services_claiming_the_same_lb_ip_port_first_wins() {
             .source_ranges(&["203.0.113.0/24"])
     };
     let out = with_good(vec![lb("b", "10.96.0.2"), lb("a", "10.96.0.1")], Vec::new());
-    assert_eq!(out.errors, [conflict("shop", "b", "198.51.100.9 TCP 80", "shop/a:http")]);
+    assert_eq!(
+        out.errors,
+        [conflict("shop", "b", "198.51.100.9 TCP 80", "shop/a:http")]
+    );
     let b = port(&out, IpFamily::V4, "shop", "b", "http", Protocol::Tcp);
-    assert_eq!(b.load_balancer_ips, vec![]);
+    assert!(b.load_balancer_ips.is_empty());
     assert_eq!(b.firewall, None);
     let a = port(&out, IpFamily::V4, "shop", "a", "http", Protocol::Tcp);
     assert_eq!(a.load_balancer_ips, [ip("198.51.100.9")]);
@@ -448,11 +490,18 @@ fn two_services_claiming_the_same_node_port_first_wins() {
             ])
     };
     let out = with_good(
-        vec![np("c", "10.96.0.3", "UDP"), np("b", "10.96.0.2", "TCP"), np("a", "10.96.0.1", "TCP")],
+        vec![
+            np("c", "10.96.0.3", "UDP"),
+            np("b", "10.96.0.2", "TCP"),
+            np("a", "10.96.0.1", "TCP"),
+        ],
         Vec::new(),
     );
     // Reported once, though both families have the conflict.
-    assert_eq!(out.errors, [conflict("shop", "b", "NodePort TCP 30080", "shop/a:http")]);
+    assert_eq!(
+        out.errors,
+        [conflict("shop", "b", "NodePort TCP 30080", "shop/a:http")]
+    );
     for family in IpFamily::ALL {
         let a = port(&out, family, "shop", "a", "http", Protocol::Tcp);
         let b = port(&out, family, "shop", "b", "http", Protocol::Tcp);
@@ -461,7 +510,10 @@ fn two_services_claiming_the_same_node_port_first_wins() {
         assert_eq!(b.node_port, None);
         assert_eq!(b.verdict(EntryPoint::NodePort, Source::External), None);
         // The rest of b still works.
-        assert_eq!(b.verdict(EntryPoint::ExternalIp, Source::External), Some(REJECT));
+        assert_eq!(
+            b.verdict(EntryPoint::ExternalIp, Source::External),
+            Some(REJECT)
+        );
         // Same number, other protocol: no conflict.
         assert_eq!(c.node_port, Some(30080));
     }
@@ -480,7 +532,11 @@ fn other_bad_fields_are_reported_and_defaults_used() {
         .affinity(Some(0));
     svc.0.spec.as_mut().expect("spec").internal_traffic_policy = Some("Sometimes".into());
     let out = with_good(vec![svc], Vec::new());
-    let reasons: Vec<(&str, String)> = out.errors.iter().map(|e| (e.reason(), e.problem.to_string())).collect();
+    let reasons: Vec<(&str, String)> = out
+        .errors
+        .iter()
+        .map(|e| (e.reason(), e.problem.to_string()))
+        .collect();
     assert_eq!(
         reasons,
         [
@@ -499,7 +555,10 @@ fn other_bad_fields_are_reported_and_defaults_used() {
         ]
     );
     let view = port(&out, IpFamily::V4, "shop", "web", "http", Protocol::Tcp);
-    assert_eq!(view.firewall, Some(vec!["203.0.113.0/24".parse().expect("cidr")]));
+    assert_eq!(
+        view.firewall,
+        Some(vec!["203.0.113.0/24".parse().expect("cidr")])
+    );
     assert_eq!(view.internal_policy, crate::TrafficPolicy::Cluster);
     assert_eq!(view.external_policy, crate::TrafficPolicy::Local);
     assert_eq!(view.affinity_timeout, Some(10_800));
@@ -508,13 +567,19 @@ fn other_bad_fields_are_reported_and_defaults_used() {
 
 #[test]
 fn unknown_service_type_or_slice_address_type_is_skipped() {
-    let svc = service("shop", "web", "10.96.0.10").type_("Magic").port("http", "TCP", 80);
+    let svc = service("shop", "web", "10.96.0.10")
+        .type_("Magic")
+        .port("http", "TCP", 80);
     let api = service("shop", "api", "10.96.0.11").port("http", "TCP", 80);
     let slice = slice("shop", "api-abc", "api", "IPv5")
         .port("http", "TCP", 8080)
         .endpoint(ep("10.1.0.5", NODE));
     let out = with_good(vec![svc, api], vec![slice]);
-    let reasons: Vec<(String, &str)> = out.errors.iter().map(|e| (e.object.to_string(), e.reason())).collect();
+    let reasons: Vec<(String, &str)> = out
+        .errors
+        .iter()
+        .map(|e| (e.object.to_string(), e.reason()))
+        .collect();
     assert_eq!(
         reasons,
         [
@@ -558,7 +623,12 @@ fn invalid_node_address_is_reported_on_the_node() {
     let out = compute_with(&config, vec![svc], vec![slice], nodes);
     assert_eq!(
         out.errors,
-        [error(ObjectKind::Node, "", NODE, invalid_ip("status.addresses[0].address", "bogus"))]
+        [error(
+            ObjectKind::Node,
+            "",
+            NODE,
+            invalid_ip("status.addresses[0].address", "bogus")
+        )]
     );
     assert_eq!(out.ipv4.node_ips, [ip("192.168.0.2")]);
     assert_eq!(out.ipv4.ports.len(), 1);
@@ -588,13 +658,26 @@ fn model_error_display_names_the_object_and_the_field() {
             "EndpointSlice shop/web-abc: endpoints[0].addresses[0]: invalid IP address \"not-an-ip\"",
         ]
     );
-    let node_error = error(ObjectKind::Node, "", NODE, invalid_ip("status.addresses[1].address", "x"));
+    let node_error = error(
+        ObjectKind::Node,
+        "",
+        NODE,
+        invalid_ip("status.addresses[1].address", "x"),
+    );
     assert_eq!(
         node_error.to_string(),
         "Node node-a: status.addresses[1].address: invalid IP address \"x\""
     );
     let reasons: Vec<&str> = out.errors.iter().map(ModelError::reason).collect();
-    assert_eq!(reasons, ["missing_service_name", "invalid_port", "invalid_ip", "invalid_ip"]);
+    assert_eq!(
+        reasons,
+        [
+            "missing_service_name",
+            "invalid_port",
+            "invalid_ip",
+            "invalid_ip"
+        ]
+    );
 }
 
 #[test]
@@ -602,6 +685,12 @@ fn objects_without_a_namespace_are_in_default() {
     let mut svc = service("x", "web", "10.96.0.10").port("http", "TCP", 70000);
     svc.0.metadata.namespace = None;
     let out = compute(vec![svc], Vec::new());
-    assert_eq!(out.errors[0].object, ObjectRef::new(ObjectKind::Service, "default", "web"));
-    assert_eq!(out.errors[0].to_string().split(':').next(), Some("Service default/web"));
+    assert_eq!(
+        out.errors[0].object,
+        ObjectRef::new(ObjectKind::Service, "default", "web")
+    );
+    assert_eq!(
+        out.errors[0].to_string().split(':').next(),
+        Some("Service default/web")
+    );
 }

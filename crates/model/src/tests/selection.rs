@@ -25,7 +25,12 @@ fn select(endpoints: Vec<Ep>, zone: Option<&str>) -> ServicePortView {
 
 fn select_with(svc: Svc, endpoints: Vec<Ep>, zone: Option<&str>) -> ServicePortView {
     let nodes = vec![node(NODE, &["192.168.0.2"], zone)];
-    let out = compute_with(&node_config(), vec![svc], vec![web_slice("web-abc", endpoints)], nodes);
+    let out = compute_with(
+        &node_config(),
+        vec![svc],
+        vec![web_slice("web-abc", endpoints)],
+        nodes,
+    );
     assert_eq!(out.errors, vec![]);
     port(&out, IpFamily::V4, "shop", "web", "http", Protocol::Tcp).clone()
 }
@@ -42,9 +47,15 @@ fn only_ready_endpoints_are_used() {
         ],
         None,
     );
-    assert_eq!(addrs(&view.cluster_endpoints), ["10.1.0.1:8080", "10.2.0.1:8080"]);
+    assert_eq!(
+        addrs(&view.cluster_endpoints),
+        ["10.1.0.1:8080", "10.2.0.1:8080"]
+    );
     assert_eq!(addrs(&view.local_endpoints), ["10.1.0.1:8080"]);
-    assert!(view.cluster_endpoints.iter().all(|e| e.ready && !e.terminating));
+    assert!(view
+        .cluster_endpoints
+        .iter()
+        .all(|e| e.ready && !e.terminating));
 }
 
 #[test]
@@ -89,7 +100,10 @@ fn local_set_falls_back_independently_of_the_cluster_set() {
 
     // And the other way round: a ready local endpoint, nothing ready elsewhere → no fallback.
     let view = select(
-        vec![ep("10.1.0.1", NODE), ep("10.2.0.1", OTHER_NODE).serving_terminating()],
+        vec![
+            ep("10.1.0.1", NODE),
+            ep("10.2.0.1", OTHER_NODE).serving_terminating(),
+        ],
         None,
     );
     assert_eq!(addrs(&view.cluster_endpoints), ["10.1.0.1:8080"]);
@@ -99,11 +113,39 @@ fn local_set_falls_back_independently_of_the_cluster_set() {
 #[test]
 fn not_serving_terminating_endpoints_are_never_used() {
     let view = select(
-        vec![ep("10.1.0.1", NODE).terminated(), ep("10.2.0.1", OTHER_NODE).terminated()],
+        vec![
+            ep("10.1.0.1", NODE).terminated(),
+            ep("10.2.0.1", OTHER_NODE).terminated(),
+        ],
         None,
     );
     assert_eq!(view.cluster_endpoints, vec![]);
     assert_eq!(view.local_endpoints, vec![]);
+    assert!(!view.has_endpoints());
+}
+
+#[test]
+fn not_ready_endpoints_that_are_not_terminating_are_never_a_fallback() {
+    // A writer that sets only `ready: false` leaves `serving` unset, which reads as serving:
+    // still not terminating, so not part of the fallback.
+    let not_ready = |ip: &str, node: &str| {
+        let mut e = ep(ip, node);
+        e.0.conditions = Some(k8s_openapi::api::discovery::v1::EndpointConditions {
+            ready: Some(false),
+            serving: None,
+            terminating: None,
+        });
+        e
+    };
+    let view = select(
+        vec![
+            not_ready("10.1.0.1", NODE),
+            not_ready("10.2.0.1", OTHER_NODE),
+        ],
+        None,
+    );
+    assert!(view.cluster_endpoints.is_empty());
+    assert!(view.local_endpoints.is_empty());
     assert!(!view.has_endpoints());
 }
 
@@ -132,15 +174,28 @@ fn same_ip_port_in_two_slices_prefers_the_non_terminating_one() {
         let out = compute(
             vec![web()],
             vec![
-                web_slice(first, vec![ep("10.1.0.1", OTHER_NODE).serving_terminating()]),
+                web_slice(
+                    first,
+                    vec![ep("10.1.0.1", OTHER_NODE).serving_terminating()],
+                ),
                 web_slice(second, vec![ep("10.1.0.1", NODE), ep("10.1.0.2", NODE)]),
             ],
         );
         let view = port(&out, IpFamily::V4, "shop", "web", "http", Protocol::Tcp);
-        assert_eq!(addrs(&view.cluster_endpoints), ["10.1.0.1:8080", "10.1.0.2:8080"], "{first}");
+        assert_eq!(
+            addrs(&view.cluster_endpoints),
+            ["10.1.0.1:8080", "10.1.0.2:8080"],
+            "{first}"
+        );
         let kept = &view.cluster_endpoints[0];
-        assert!(kept.ready && !kept.terminating && kept.is_local, "{first}: {kept:?}");
-        assert_eq!(addrs(&view.local_endpoints), ["10.1.0.1:8080", "10.1.0.2:8080"]);
+        assert!(
+            kept.ready && !kept.terminating && kept.is_local,
+            "{first}: {kept:?}"
+        );
+        assert_eq!(
+            addrs(&view.local_endpoints),
+            ["10.1.0.1:8080", "10.1.0.2:8080"]
+        );
     }
 }
 
@@ -164,9 +219,18 @@ fn endpoints_are_sorted_by_ip_then_port() {
     // Numeric order (10.0.0.9 before 10.0.0.10), then port.
     assert_eq!(
         addrs(&view.cluster_endpoints),
-        ["9.0.0.1:8080", "10.0.0.9:8081", "10.0.0.10:8080", "10.0.0.10:8081", "10.0.0.100:8080"]
+        [
+            "9.0.0.1:8080",
+            "10.0.0.9:8081",
+            "10.0.0.10:8080",
+            "10.0.0.10:8081",
+            "10.0.0.100:8080"
+        ]
     );
-    assert_eq!(addrs(&view.local_endpoints), ["10.0.0.9:8081", "10.0.0.10:8081"]);
+    assert_eq!(
+        addrs(&view.local_endpoints),
+        ["10.0.0.9:8081", "10.0.0.10:8081"]
+    );
 }
 
 // ---- Topology hints ----
@@ -182,20 +246,29 @@ fn zone_hints_filter_the_cluster_set_when_every_ready_endpoint_has_them_and_one_
         Some("zone-a"),
     );
     assert!(view.topology_filtered);
-    assert_eq!(addrs(&view.cluster_endpoints), ["10.2.0.1:8080", "10.2.0.2:8080"]);
+    assert_eq!(
+        addrs(&view.cluster_endpoints),
+        ["10.2.0.1:8080", "10.2.0.2:8080"]
+    );
     // Hints never filter the local set.
     assert_eq!(addrs(&view.local_endpoints), ["10.1.0.1:8080"]);
 }
 
 #[test]
 fn zone_hints_are_ignored_when_a_ready_endpoint_has_none() {
-    for unhinted in [ep("10.2.0.2", OTHER_NODE), ep("10.2.0.2", OTHER_NODE).zone_hints(&[])] {
+    for unhinted in [
+        ep("10.2.0.2", OTHER_NODE),
+        ep("10.2.0.2", OTHER_NODE).zone_hints(&[]),
+    ] {
         let view = select(
             vec![ep("10.2.0.1", OTHER_NODE).zone_hints(&["zone-a"]), unhinted],
             Some("zone-a"),
         );
         assert!(!view.topology_filtered);
-        assert_eq!(addrs(&view.cluster_endpoints), ["10.2.0.1:8080", "10.2.0.2:8080"]);
+        assert_eq!(
+            addrs(&view.cluster_endpoints),
+            ["10.2.0.1:8080", "10.2.0.2:8080"]
+        );
     }
 }
 
@@ -260,8 +333,12 @@ fn no_zone_label_means_no_zone_filtering() {
 fn node_hints_take_precedence_over_zone_hints() {
     let view = select(
         vec![
-            ep("10.1.0.1", NODE).node_hints(&[NODE]).zone_hints(&["zone-b"]),
-            ep("10.2.0.1", OTHER_NODE).node_hints(&[OTHER_NODE]).zone_hints(&["zone-a"]),
+            ep("10.1.0.1", NODE)
+                .node_hints(&[NODE])
+                .zone_hints(&["zone-b"]),
+            ep("10.2.0.1", OTHER_NODE)
+                .node_hints(&[OTHER_NODE])
+                .zone_hints(&["zone-a"]),
         ],
         Some("zone-a"),
     );
@@ -291,13 +368,21 @@ fn node_hints_without_a_match_fall_back_to_zone_hints() {
     for (first_nodes, second_nodes) in cases {
         let view = select(
             vec![
-                ep("10.2.0.1", OTHER_NODE).zone_hints(&["zone-a"]).node_hints(&first_nodes),
-                ep("10.2.0.2", OTHER_NODE).zone_hints(&["zone-b"]).node_hints(&second_nodes),
+                ep("10.2.0.1", OTHER_NODE)
+                    .zone_hints(&["zone-a"])
+                    .node_hints(&first_nodes),
+                ep("10.2.0.2", OTHER_NODE)
+                    .zone_hints(&["zone-b"])
+                    .node_hints(&second_nodes),
             ],
             Some("zone-a"),
         );
         assert!(view.topology_filtered);
-        assert_eq!(addrs(&view.cluster_endpoints), ["10.2.0.1:8080"], "{first_nodes:?}");
+        assert_eq!(
+            addrs(&view.cluster_endpoints),
+            ["10.2.0.1:8080"],
+            "{first_nodes:?}"
+        );
     }
 }
 
@@ -305,23 +390,36 @@ fn node_hints_without_a_match_fall_back_to_zone_hints() {
 fn hints_never_filter_the_local_set() {
     let view = select(
         vec![
-            ep("10.1.0.1", NODE).node_hints(&[OTHER_NODE]).zone_hints(&["zone-b"]),
-            ep("10.1.0.2", NODE).node_hints(&[OTHER_NODE]).zone_hints(&["zone-b"]),
-            ep("10.2.0.1", OTHER_NODE).node_hints(&[NODE]).zone_hints(&["zone-a"]),
+            ep("10.1.0.1", NODE)
+                .node_hints(&[OTHER_NODE])
+                .zone_hints(&["zone-b"]),
+            ep("10.1.0.2", NODE)
+                .node_hints(&[OTHER_NODE])
+                .zone_hints(&["zone-b"]),
+            ep("10.2.0.1", OTHER_NODE)
+                .node_hints(&[NODE])
+                .zone_hints(&["zone-a"]),
         ],
         Some("zone-a"),
     );
     assert!(view.topology_filtered);
     assert_eq!(addrs(&view.cluster_endpoints), ["10.2.0.1:8080"]);
-    assert_eq!(addrs(&view.local_endpoints), ["10.1.0.1:8080", "10.1.0.2:8080"]);
+    assert_eq!(
+        addrs(&view.local_endpoints),
+        ["10.1.0.1:8080", "10.1.0.2:8080"]
+    );
 }
 
 #[test]
 fn terminating_fallback_ignores_topology() {
     let view = select(
         vec![
-            ep("10.2.0.1", OTHER_NODE).serving_terminating().zone_hints(&["zone-a"]),
-            ep("10.2.0.2", OTHER_NODE).serving_terminating().zone_hints(&["zone-b"]),
+            ep("10.2.0.1", OTHER_NODE)
+                .serving_terminating()
+                .zone_hints(&["zone-a"]),
+            ep("10.2.0.2", OTHER_NODE)
+                .serving_terminating()
+                .zone_hints(&["zone-b"]),
             ep("10.2.0.3", OTHER_NODE).serving_terminating(),
         ],
         Some("zone-a"),
@@ -353,8 +451,22 @@ fn ports_are_matched_by_name_and_protocol() {
     ];
     let out = compute(vec![svc], slices);
     assert_eq!(out.errors, vec![]);
-    let udp = port(&out, IpFamily::V4, "kube-system", "dns", "dns", Protocol::Udp);
-    let tcp = port(&out, IpFamily::V4, "kube-system", "dns", "dns-tcp", Protocol::Tcp);
+    let udp = port(
+        &out,
+        IpFamily::V4,
+        "kube-system",
+        "dns",
+        "dns",
+        Protocol::Udp,
+    );
+    let tcp = port(
+        &out,
+        IpFamily::V4,
+        "kube-system",
+        "dns",
+        "dns-tcp",
+        Protocol::Tcp,
+    );
     assert_eq!((udp.port, tcp.port), (53, 53));
     // The endpoint port is the slice's (the targetPort), never the Service's.
     assert_eq!(addrs(&udp.cluster_endpoints), ["10.1.0.1:5353"]);
@@ -418,7 +530,10 @@ fn dual_stack_slices_land_in_their_families() {
     assert_eq!(v6.family, IpFamily::V6);
     assert_eq!(v4.cluster_ip, "10.96.0.30".parse::<IpAddr>().expect("ip"));
     assert_eq!(v6.cluster_ip, "fd00:96::30".parse::<IpAddr>().expect("ip"));
-    assert_eq!(addrs(&v4.cluster_endpoints), ["10.1.0.1:8080", "10.2.0.1:8080"]);
+    assert_eq!(
+        addrs(&v4.cluster_endpoints),
+        ["10.1.0.1:8080", "10.2.0.1:8080"]
+    );
     assert_eq!(addrs(&v4.local_endpoints), ["10.1.0.1:8080"]);
     assert_eq!(addrs(&v6.cluster_endpoints), ["[fd00:10::2]:8080"]);
     assert_eq!(v6.local_endpoints, vec![]);
@@ -428,9 +543,18 @@ fn dual_stack_slices_land_in_their_families() {
     assert_eq!(strings(&v4.load_balancer_ips), ["198.51.100.30"]);
     assert_eq!(strings(&v6.load_balancer_ips), ["2001:db8:fe::30"]);
     // Each family decides on its own: IPv4 has a local endpoint, IPv6 drops outside clients.
-    assert_eq!(v4.verdict(EntryPoint::NodePort, Source::External), Some(local(false)));
-    assert_eq!(v6.verdict(EntryPoint::NodePort, Source::External), Some(DROP));
-    assert_eq!(v6.verdict(EntryPoint::LoadBalancer, Source::Pod), Some(cluster(false)));
+    assert_eq!(
+        v4.verdict(EntryPoint::NodePort, Source::External),
+        Some(local(false))
+    );
+    assert_eq!(
+        v6.verdict(EntryPoint::NodePort, Source::External),
+        Some(DROP)
+    );
+    assert_eq!(
+        v6.verdict(EntryPoint::LoadBalancer, Source::Pod),
+        Some(cluster(false))
+    );
 }
 
 #[test]
@@ -444,7 +568,11 @@ fn single_stack_service_has_no_view_in_the_other_family() {
     let v4 = port(&out, IpFamily::V4, "shop", "dual", "http", Protocol::Tcp);
     // The IPv6 endpoints, externalIP and LB IP go nowhere.
     assert!(v4.cluster_endpoints.iter().all(|e| e.ip.is_ipv4()));
-    assert!(v4.external_ips.iter().chain(&v4.load_balancer_ips).all(IpAddr::is_ipv4));
+    assert!(v4
+        .external_ips
+        .iter()
+        .chain(&v4.load_balancer_ips)
+        .all(IpAddr::is_ipv4));
 
     // An IPv6-only Service on the same objects: only an IPv6 view.
     let out = compute(vec![dual().cluster_ips(&["fd00:96::30"])], dual_slices());
@@ -457,11 +585,18 @@ fn single_stack_service_has_no_view_in_the_other_family() {
 fn ipv6_node_ips_from_the_node_object() {
     let mut config = node_config();
     config.node_ips.clear();
-    let nodes = vec![node(NODE, &["::1", "2001:db8::2", "192.168.0.2", "2001:db8::3"], None)];
+    let nodes = vec![node(
+        NODE,
+        &["::1", "2001:db8::2", "192.168.0.2", "2001:db8::3"],
+        None,
+    )];
     let out = compute_with(&config, vec![dual()], dual_slices(), nodes.clone());
     assert_eq!(out.errors, vec![]);
     let ips = |v: &[IpAddr]| v.iter().map(ToString::to_string).collect::<Vec<_>>();
-    assert_eq!(ips(&out.ipv6.node_ips), ["::1", "2001:db8::2", "2001:db8::3"]);
+    assert_eq!(
+        ips(&out.ipv6.node_ips),
+        ["::1", "2001:db8::2", "2001:db8::3"]
+    );
     assert_eq!(ips(&out.ipv4.node_ips), ["192.168.0.2"]);
     // The primary address takes NodePorts; loopback never does.
     assert_eq!(ips(&out.ipv6.node_port_ips), ["2001:db8::2"]);
@@ -473,7 +608,7 @@ fn ipv6_node_ips_from_the_node_object() {
     ]);
     let out = compute_with(&config, vec![dual()], dual_slices(), nodes);
     assert_eq!(ips(&out.ipv6.node_port_ips), ["2001:db8::2", "2001:db8::3"]);
-    assert_eq!(out.ipv4.node_port_ips, vec![]);
+    assert!(out.ipv4.node_port_ips.is_empty());
 }
 
 #[test]
@@ -490,7 +625,7 @@ fn ipv6_only_node_and_service() {
         .endpoint(ep("fd00:10::2", OTHER_NODE))];
     let out = compute_with(&config, vec![svc], slices, Vec::new());
     assert_eq!(out.errors, vec![]);
-    assert_eq!(out.ipv4.node_ips, vec![]);
+    assert!(out.ipv4.node_ips.is_empty());
     assert!(out.ipv4.ports.is_empty());
     let v6 = port(&out, IpFamily::V6, "shop", "six", "http", Protocol::Tcp);
     assert_eq!(addrs(&v6.local_endpoints), ["[fd00:10::1]:8080"]);
@@ -505,7 +640,10 @@ fn ipv6_only_node_and_service() {
 fn an_address_of_the_wrong_family_for_the_slice_is_not_used() {
     let out = compute(
         vec![web()],
-        vec![web_slice("web-abc", vec![ep("fd00:10::1", NODE), ep("10.1.0.1", NODE)])],
+        vec![web_slice(
+            "web-abc",
+            vec![ep("fd00:10::1", NODE), ep("10.1.0.1", NODE)],
+        )],
     );
     let view = port(&out, IpFamily::V4, "shop", "web", "http", Protocol::Tcp);
     assert_eq!(addrs(&view.cluster_endpoints), ["10.1.0.1:8080"]);

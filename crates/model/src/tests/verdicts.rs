@@ -39,7 +39,12 @@ fn endpoints_of(service: &str, endpoints: Vec<Ep>) -> Slice {
 /// The IPv4 `http/TCP` view of `svc` (named `name`) with these endpoints.
 fn view_with(config: &NodeConfig, svc: Svc, endpoints: Vec<Ep>) -> ServicePortView {
     let name = svc.0.metadata.name.clone().expect("name");
-    let out = compute_with(config, vec![svc], vec![endpoints_of(&name, endpoints)], Vec::new());
+    let out = compute_with(
+        config,
+        vec![svc],
+        vec![endpoints_of(&name, endpoints)],
+        Vec::new(),
+    );
     assert_eq!(out.errors, vec![], "fixture objects are valid");
     port(&out, IpFamily::V4, "shop", &name, "http", Protocol::Tcp).clone()
 }
@@ -86,7 +91,9 @@ fn no_usable_endpoint_anywhere_rejects_every_entry_point() {
     }
     // Only the entry points that exist reject.
     let view = view_of(api(), Vec::new());
-    assert_verdicts(&view, |entry, _| (entry == EntryPoint::ClusterIp).then_some(REJECT));
+    assert_verdicts(&view, |entry, _| {
+        (entry == EntryPoint::ClusterIp).then_some(REJECT)
+    });
 }
 
 #[test]
@@ -97,7 +104,11 @@ fn itp_local_with_endpoints_elsewhere_drops_cluster_ip() {
     assert_eq!(view.internal_action(), Action::Drop);
     // ClusterIP drops for everyone; external traffic follows eTP (Cluster here).
     assert_verdicts(&view, |entry, _| {
-        Some(if is_external(entry) { cluster(true) } else { DROP })
+        Some(if is_external(entry) {
+            cluster(true)
+        } else {
+            DROP
+        })
     });
 
     // A local endpoint that does not serve does not count.
@@ -105,12 +116,17 @@ fn itp_local_with_endpoints_elsewhere_drops_cluster_ip() {
         api().itp_local(),
         vec![ep(REMOTE, OTHER_NODE), ep(LOCAL, NODE).terminated()],
     );
-    assert_verdicts(&view, |entry, _| (entry == EntryPoint::ClusterIp).then_some(DROP));
+    assert_verdicts(&view, |entry, _| {
+        (entry == EntryPoint::ClusterIp).then_some(DROP)
+    });
 }
 
 #[test]
 fn itp_local_with_local_endpoint_forwards_cluster_ip_to_local_set() {
-    let view = view_of(api().itp_local(), vec![ep(LOCAL, NODE), ep(REMOTE, OTHER_NODE)]);
+    let view = view_of(
+        api().itp_local(),
+        vec![ep(LOCAL, NODE), ep(REMOTE, OTHER_NODE)],
+    );
     assert_eq!(addrs(&view.local_endpoints), ["10.1.0.5:8080"]);
     assert_verdicts(&view, |entry, source| {
         (entry == EntryPoint::ClusterIp).then_some(local(source != Source::Pod))
@@ -122,12 +138,19 @@ fn etp_local_external_without_local_endpoint_drops() {
     let cases = [
         vec![ep(REMOTE, OTHER_NODE)],
         // Local endpoints that are not ready and not serving-terminating do not count.
-        vec![ep(REMOTE, OTHER_NODE), ep(LOCAL, NODE).terminated(), ep(LOCAL2, NODE).not_ready()],
+        vec![
+            ep(REMOTE, OTHER_NODE),
+            ep(LOCAL, NODE).terminated(),
+            ep(LOCAL2, NODE).not_ready(),
+        ],
     ];
     for endpoints in cases {
         let view = view_of(web().etp_local(), endpoints);
         assert_eq!(view.local_endpoints, vec![]);
-        assert_eq!(view.external_dispatch(), Some(ExternalDispatch::Local { has_local: false }));
+        assert_eq!(
+            view.external_dispatch(),
+            Some(ExternalDispatch::Local { has_local: false })
+        );
         assert_verdicts(&view, |entry, source| {
             Some(match (is_external(entry), source) {
                 (false, source) => cluster_ip_default(source),
@@ -141,9 +164,15 @@ fn etp_local_external_without_local_endpoint_drops() {
 
 #[test]
 fn etp_local_external_with_local_endpoint_forwards_to_local_set_without_masquerade() {
-    let view = view_of(web().etp_local(), vec![ep(LOCAL, NODE), ep(REMOTE, OTHER_NODE)]);
+    let view = view_of(
+        web().etp_local(),
+        vec![ep(LOCAL, NODE), ep(REMOTE, OTHER_NODE)],
+    );
     assert_eq!(addrs(&view.local_endpoints), ["10.1.0.5:8080"]);
-    assert_eq!(view.external_dispatch(), Some(ExternalDispatch::Local { has_local: true }));
+    assert_eq!(
+        view.external_dispatch(),
+        Some(ExternalDispatch::Local { has_local: true })
+    );
     assert_verdicts(&view, |entry, source| {
         Some(match (is_external(entry), source) {
             (false, source) => cluster_ip_default(source),
@@ -164,9 +193,16 @@ fn etp_local_pod_to_lb_ip_short_circuits_to_cluster_set_without_masquerade() {
         // The short-circuit reaches every endpoint of the cluster, not just the local ones.
         assert!(addrs(&view.cluster_endpoints).contains(&"10.2.0.7:8080".to_owned()));
         for entry in EXTERNAL {
-            assert_eq!(view.verdict(entry, Source::Pod), Some(cluster(false)), "{entry:?}");
+            assert_eq!(
+                view.verdict(entry, Source::Pod),
+                Some(cluster(false)),
+                "{entry:?}"
+            );
         }
-        assert_eq!(view.verdict(EntryPoint::ClusterIp, Source::Pod), Some(cluster(false)));
+        assert_eq!(
+            view.verdict(EntryPoint::ClusterIp, Source::Pod),
+            Some(cluster(false))
+        );
     }
 }
 
@@ -179,9 +215,16 @@ fn etp_local_from_node_uses_cluster_set_masqueraded() {
     ] {
         let view = view_of(web().etp_local(), endpoints);
         for entry in EXTERNAL {
-            assert_eq!(view.verdict(entry, Source::Node), Some(cluster(true)), "{entry:?}");
+            assert_eq!(
+                view.verdict(entry, Source::Node),
+                Some(cluster(true)),
+                "{entry:?}"
+            );
         }
-        assert_eq!(view.verdict(EntryPoint::ClusterIp, Source::Node), Some(cluster(true)));
+        assert_eq!(
+            view.verdict(EntryPoint::ClusterIp, Source::Node),
+            Some(cluster(true))
+        );
     }
 }
 
@@ -200,9 +243,20 @@ fn active_cluster_ip_port_not_defined_has_no_service_port() {
         .map(|v| (v.name.protocol, v.port))
         .collect();
     assert_eq!(defined, [(Protocol::Udp, 53)]);
-    let view = port(&out, IpFamily::V4, "kube-system", "dns", "dns", Protocol::Udp);
-    assert_eq!(view.verdict(EntryPoint::ClusterIp, Source::Pod), Some(REJECT));
-    assert!(out.ipv4.ports.get(&spn("kube-system", "dns", "dns", Protocol::Tcp)).is_none());
+    let view = port(
+        &out,
+        IpFamily::V4,
+        "kube-system",
+        "dns",
+        "dns",
+        Protocol::Udp,
+    );
+    assert_eq!(
+        view.verdict(EntryPoint::ClusterIp, Source::Pod),
+        Some(REJECT)
+    );
+    let tcp = spn("kube-system", "dns", "dns", Protocol::Tcp);
+    assert!(!out.ipv4.ports.contains_key(&tcp));
     assert!(out.ipv6.ports.is_empty());
 }
 
@@ -225,7 +279,11 @@ fn cluster_ip_from_non_pod_source_masqueraded() {
 fn masquerade_all_masquerades_pod_traffic_too() {
     let mut config = node_config();
     config.masquerade_all = true;
-    let view = view_with(&config, web().etp_local(), vec![ep(LOCAL, NODE), ep(REMOTE, OTHER_NODE)]);
+    let view = view_with(
+        &config,
+        web().etp_local(),
+        vec![ep(LOCAL, NODE), ep(REMOTE, OTHER_NODE)],
+    );
     assert!(view.masquerade_all);
     // Only ClusterIP traffic is affected; eTP Local external traffic keeps its client address.
     assert_verdicts(&view, |entry, source| {
@@ -239,10 +297,14 @@ fn masquerade_all_masquerades_pod_traffic_too() {
     // It works without cluster CIDRs too (no need to recognise pods).
     config.cluster_cidrs.clear();
     let view = view_with(&config, api().itp_local(), vec![ep(LOCAL, NODE)]);
-    assert_verdicts(&view, |entry, _| (entry == EntryPoint::ClusterIp).then_some(local(true)));
+    assert_verdicts(&view, |entry, _| {
+        (entry == EntryPoint::ClusterIp).then_some(local(true))
+    });
     // Nothing to masquerade when nothing is forwarded.
     let view = view_with(&config, api().itp_local(), vec![ep(REMOTE, OTHER_NODE)]);
-    assert_verdicts(&view, |entry, _| (entry == EntryPoint::ClusterIp).then_some(DROP));
+    assert_verdicts(&view, |entry, _| {
+        (entry == EntryPoint::ClusterIp).then_some(DROP)
+    });
 }
 
 #[test]
@@ -261,7 +323,11 @@ fn no_cluster_cidrs_means_pods_are_not_recognised() {
         })
     });
     // With a local endpoint: pods go to the local set like outside clients.
-    let view = view_with(&config, web().etp_local(), vec![ep(LOCAL, NODE), ep(REMOTE, OTHER_NODE)]);
+    let view = view_with(
+        &config,
+        web().etp_local(),
+        vec![ep(LOCAL, NODE), ep(REMOTE, OTHER_NODE)],
+    );
     assert_verdicts(&view, |entry, source| {
         Some(match (is_external(entry), source) {
             (false, _) => cluster(false),
@@ -275,7 +341,9 @@ fn no_cluster_cidrs_means_pods_are_not_recognised() {
 fn cluster_cidrs_are_per_family() {
     // Only an IPv4 pod CIDR: IPv6 pods cannot be recognised, IPv4 ones can.
     let mut config = node_config();
-    config.cluster_cidrs.retain(|c| matches!(c, ipnet::IpNet::V4(_)));
+    config
+        .cluster_cidrs
+        .retain(|c| matches!(c, ipnet::IpNet::V4(_)));
     let svc = service("shop", "dual", "10.96.0.30")
         .cluster_ips(&["10.96.0.30", "fd00:96::30"])
         .port("http", "TCP", 80);
@@ -293,8 +361,12 @@ fn cluster_cidrs_are_per_family() {
     assert!(v4.pod_sources_known);
     assert!(!v6.pod_sources_known);
     assert_eq!(out.ipv6.cluster_cidrs, vec![]);
-    assert_verdicts(v4, |entry, source| (entry == EntryPoint::ClusterIp).then_some(cluster(source != Source::Pod)));
-    assert_verdicts(v6, |entry, _| (entry == EntryPoint::ClusterIp).then_some(cluster(false)));
+    assert_verdicts(v4, |entry, source| {
+        (entry == EntryPoint::ClusterIp).then_some(cluster(source != Source::Pod))
+    });
+    assert_verdicts(v6, |entry, _| {
+        (entry == EntryPoint::ClusterIp).then_some(cluster(false))
+    });
 }
 
 #[test]
@@ -307,7 +379,11 @@ fn etp_cluster_always_masquerades() {
         let view = view_of(web(), endpoints);
         assert_eq!(view.external_dispatch(), Some(ExternalDispatch::Cluster));
         assert_verdicts(&view, |entry, source| {
-            Some(if is_external(entry) { cluster(true) } else { cluster_ip_default(source) })
+            Some(if is_external(entry) {
+                cluster(true)
+            } else {
+                cluster_ip_default(source)
+            })
         });
     }
 }
@@ -323,7 +399,11 @@ fn etp_local_never_masquerades_except_traffic_from_the_node() {
         for entry in EXTERNAL {
             for source in SOURCES {
                 let verdict = view.verdict(entry, source).expect("entry point exists");
-                assert_eq!(verdict.masquerade, source == Source::Node, "{entry:?} from {source:?}");
+                assert_eq!(
+                    verdict.masquerade,
+                    source == Source::Node,
+                    "{entry:?} from {source:?}"
+                );
             }
         }
     }
