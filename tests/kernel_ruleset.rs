@@ -9,14 +9,20 @@ use testbed::{require_kernel, NetNs};
 fn load_and_list(ns: &NetNs, text: &str) -> String {
     ns.nft_load(text)
         .unwrap_or_else(|e| panic!("the kernel refused the ruleset: {e}\n{text}"));
-    ns.nft_list_ruleset().unwrap_or_else(|e| panic!("listing: {e}"))
+    ns.nft_list_ruleset()
+        .unwrap_or_else(|e| panic!("listing: {e}"))
 }
 
 fn assert_kernel_holds(ns: &NetNs, expected: &Ruleset) {
-    let listed = ns.nft_list_ruleset().unwrap_or_else(|e| panic!("listing: {e}"));
+    let listed = ns
+        .nft_list_ruleset()
+        .unwrap_or_else(|e| panic!("listing: {e}"));
     let want = canonical_listing(&render(expected));
     let got = canonical_listing(&listed);
-    assert_eq!(got, want, "kernel listing differs from the rendered ruleset");
+    assert_eq!(
+        got, want,
+        "kernel listing differs from the rendered ruleset"
+    );
 }
 
 #[test]
@@ -56,11 +62,14 @@ fn planned_transactions_apply_in_the_kernel() {
     let steps = [(&empty, &a), (&a, &b), (&b, &bad), (&bad, &a), (&a, &empty)];
     for (from, to) in steps {
         let txn = plan(from, to);
-        ns.nft_load(&txn.render())
-            .unwrap_or_else(|e| panic!("the kernel refused the transaction: {e}\n{}", txn.render()));
+        ns.nft_load(&txn.render()).unwrap_or_else(|e| {
+            panic!("the kernel refused the transaction: {e}\n{}", txn.render())
+        });
         assert_kernel_holds(&ns, to);
         assert!(plan(to, to).is_empty(), "idle resync must be empty");
     }
-    let listed = ns.nft_list_ruleset().unwrap_or_else(|e| panic!("listing: {e}"));
+    let listed = ns
+        .nft_list_ruleset()
+        .unwrap_or_else(|e| panic!("listing: {e}"));
     assert!(listed.trim().is_empty(), "all tables deleted: {listed}");
 }

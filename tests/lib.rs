@@ -26,12 +26,8 @@ pub fn example(manifests: &str, node: &str) -> (NodeServices, Ruleset) {
         .unwrap_or_else(|e| panic!("node config: {e}"));
     let loaded = agent::manifests::load_path(&root.join(manifests))
         .unwrap_or_else(|e| panic!("{manifests}: {e}"));
-    let view = ClusterView::from_objects(
-        loaded.services,
-        loaded.endpoint_slices,
-        loaded.nodes,
-        node,
-    );
+    let view =
+        ClusterView::from_objects(loaded.services, loaded.endpoint_slices, loaded.nodes, node);
     let services = node_view(&view, &node_config);
     let rules = ruleset::desired(&services, &config.ruleset_options());
     (services, rules)

@@ -5,12 +5,18 @@
 //!   rulesets inside it.
 //! * [`require_kernel`]: gate for tests that need root, `nft` and `ip`.
 //! * [`normalize_nft_listing`]: makes `nft list ruleset` outputs comparable.
+//! * [`TestCluster`] ([`cluster`]): node, pods and an external client in namespaces, for
+//!   tests with real packets; [`echo`]: echo servers and a client to send them.
 
+pub mod cluster;
+pub mod echo;
 mod error;
 mod kernel;
 mod netns;
 mod normalize;
 
+pub use cluster::{Pod, TestCluster};
+pub use echo::{connect, ConnectError, EchoServer, Proto, Reply};
 pub use error::TestbedError;
 pub use kernel::require_kernel;
 pub use netns::NetNs;
