@@ -21,7 +21,6 @@ demo-json node="node-a":
 # Run every test. Kernel tests need root, nft and ip; they make and delete their own network namespaces.
 test:
     cargo test --workspace --all-targets
-    cargo test --workspace --doc
 
 # Formatting and clippy, warnings as errors.
 lint:
