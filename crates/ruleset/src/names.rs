@@ -38,26 +38,21 @@ impl ChainKind {
     }
 }
 
-fn identity(view: &ServicePortView) -> String {
+/// `<ns>/<name>/<proto>/<port>` with the given port text.
+fn service_port_path(view: &ServicePortView, port: &str) -> String {
     let n = &view.name;
-    format!(
-        "{}/{}/{}/{}",
-        n.service.namespace,
-        n.service.name,
-        n.protocol.nft_name(),
-        n.port_name
-    )
+    let proto = n.protocol.nft_name();
+    format!("{}/{}/{proto}/{port}", n.service.namespace, n.service.name)
 }
 
+/// What the hash covers: the service-port's identity (its port name, empty when unnamed).
+fn identity(view: &ServicePortView) -> String {
+    service_port_path(view, &view.name.port_name)
+}
+
+/// What the name shows: the port name, or the number when unnamed.
 fn readable(view: &ServicePortView) -> String {
-    let n = &view.name;
-    format!(
-        "{}/{}/{}/{}",
-        n.service.namespace,
-        n.service.name,
-        n.protocol.nft_name(),
-        view.port_label()
-    )
+    service_port_path(view, &view.port_label())
 }
 
 fn hashed(prefix: &str, identity: &str, readable: &str) -> String {
