@@ -6,6 +6,8 @@
 #![allow(missing_docs)]
 
 use crate::config::NodeConfig;
+use crate::objects::{IpFamily, Protocol, ServicePortName, ServiceRef};
+use crate::view::{NodeServices, ServicePortView};
 use k8s_openapi::api::core::v1::{
     ClientIPConfig, LoadBalancerIngress, LoadBalancerStatus, Node, NodeAddress, NodeSpec,
     NodeStatus, Service, ServicePort, ServiceSpec, ServiceStatus, SessionAffinityConfig,
@@ -76,19 +78,13 @@ impl Svc {
         self.spec().type_ = Some(t.into());
         self
     }
-    pub fn port(mut self, name: &str, protocol: &str, port: i32) -> Self {
-        self.spec()
-            .ports
-            .get_or_insert_with(Vec::new)
-            .push(ServicePort {
-                name: (!name.is_empty()).then(|| name.into()),
-                protocol: Some(protocol.into()),
-                port,
-                ..ServicePort::default()
-            });
-        self
+    pub fn port(self, name: &str, protocol: &str, port: i32) -> Self {
+        self.port_with(name, protocol, port, None)
     }
-    pub fn node_port(mut self, name: &str, protocol: &str, port: i32, node_port: i32) -> Self {
+    pub fn node_port(self, name: &str, protocol: &str, port: i32, node_port: i32) -> Self {
+        self.port_with(name, protocol, port, Some(node_port))
+    }
+    fn port_with(mut self, name: &str, protocol: &str, port: i32, node_port: Option<i32>) -> Self {
         self.spec()
             .ports
             .get_or_insert_with(Vec::new)
@@ -96,7 +92,7 @@ impl Svc {
                 name: (!name.is_empty()).then(|| name.into()),
                 protocol: Some(protocol.into()),
                 port,
-                node_port: Some(node_port),
+                node_port,
                 ..ServicePort::default()
             });
         self
@@ -311,4 +307,33 @@ pub fn node(name: &str, ips: &[&str], zone: Option<&str>) -> Node {
             ..NodeStatus::default()
         }),
     }
+}
+
+/// One service-port view of a computed node; panics listing what exists (and the errors) when
+/// it is missing.
+#[track_caller]
+pub fn port_view<'a>(
+    out: &'a NodeServices,
+    family: IpFamily,
+    namespace: &str,
+    name: &str,
+    port_name: &str,
+    protocol: Protocol,
+) -> &'a ServicePortView {
+    let key = ServicePortName {
+        service: ServiceRef::new(namespace, name),
+        port_name: port_name.into(),
+        protocol,
+    };
+    let fam = out.family(family);
+    fam.ports.get(&key).unwrap_or_else(|| {
+        panic!(
+            "no {family} view for {key}; have {:?}; errors {:?}",
+            fam.ports
+                .keys()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>(),
+            out.errors
+        )
+    })
 }

@@ -95,29 +95,7 @@ fn spn(namespace: &str, name: &str, port_name: &str, protocol: Protocol) -> Serv
     }
 }
 
-/// One service-port view; panics listing what exists when it is missing.
-#[track_caller]
-fn port<'a>(
-    out: &'a NodeServices,
-    family: IpFamily,
-    namespace: &str,
-    name: &str,
-    port_name: &str,
-    protocol: Protocol,
-) -> &'a ServicePortView {
-    let key = spn(namespace, name, port_name, protocol);
-    let fam = out.family(family);
-    fam.ports.get(&key).unwrap_or_else(|| {
-        panic!(
-            "no {family} view for {key}; have {:?}; errors {:?}",
-            fam.ports
-                .keys()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>(),
-            out.errors
-        )
-    })
-}
+use crate::fixtures::port_view as port;
 
 /// Endpoints as `ip:port` strings (IPv6 in brackets), in their order.
 fn addrs(endpoints: &[Endpoint]) -> Vec<String> {

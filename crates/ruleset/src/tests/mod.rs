@@ -13,10 +13,7 @@ mod plan_props;
 
 use crate::{desired, plan, render, Family, Options, Ruleset, TableId, Transaction};
 use model::fixtures::{node_config, Slice, Svc};
-use model::{
-    node_view, ClusterView, IpFamily, NodeConfig, NodeServices, Protocol, ServicePortName,
-    ServicePortView, ServiceRef,
-};
+use model::{node_view, ClusterView, NodeConfig, NodeServices};
 
 /// The node view of these objects; panics when the fixtures themselves are bad.
 #[track_caller]
@@ -62,32 +59,7 @@ fn rules(rs: &Ruleset, family: Family, chain: &str) -> Vec<String> {
     c.rules.iter().map(|r| r.render(family)).collect()
 }
 
-/// One service-port view; panics listing what exists when it is missing.
-#[track_caller]
-fn port_view<'a>(
-    out: &'a NodeServices,
-    family: IpFamily,
-    namespace: &str,
-    name: &str,
-    port_name: &str,
-    protocol: Protocol,
-) -> &'a ServicePortView {
-    let key = ServicePortName {
-        service: ServiceRef::new(namespace, name),
-        port_name: port_name.into(),
-        protocol,
-    };
-    let fam = out.family(family);
-    fam.ports.get(&key).unwrap_or_else(|| {
-        panic!(
-            "no {family} view for {key}; have {:?}",
-            fam.ports
-                .keys()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>()
-        )
-    })
-}
+use model::fixtures::port_view;
 
 /// Plans `current` → `want`, applies the plan in memory (with the kernel's checks), asserts the
 /// result is exactly `want`, and returns the plan.
