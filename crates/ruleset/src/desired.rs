@@ -281,10 +281,7 @@ impl Builder {
             services.push(
                 Rule::new(vec![
                     Expr::DaddrInSet(CLUSTER_IPS.into()),
-                    Expr::SaddrInCidrs {
-                        negate: true,
-                        cidrs: fam.cluster_cidrs.clone(),
-                    },
+                    Expr::saddr_in_cidrs(true, &fam.cluster_cidrs),
                     Expr::SetMark(self.mark),
                 ])
                 .with_comment("masquerade ClusterIP traffic from outside the cluster"),
@@ -474,10 +471,7 @@ impl Builder {
                 Rule::new(vec![Expr::Verdict(Verdict::Drop)])
             } else {
                 Rule::new(vec![
-                    Expr::SaddrInCidrs {
-                        negate: true,
-                        cidrs: allowed.clone(),
-                    },
+                    Expr::saddr_in_cidrs(true, allowed),
                     Expr::Verdict(Verdict::Drop),
                 ])
             };
@@ -512,10 +506,7 @@ impl Builder {
                 if !fam.cluster_cidrs.is_empty() {
                     rules.push(
                         Rule::new(vec![
-                            Expr::SaddrInCidrs {
-                                negate: false,
-                                cidrs: fam.cluster_cidrs.clone(),
-                            },
+                            Expr::saddr_in_cidrs(false, &fam.cluster_cidrs),
                             goto(service_chain),
                         ])
                         .with_comment("short-circuit pod traffic"),

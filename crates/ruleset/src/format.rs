@@ -2,6 +2,7 @@
 
 use crate::types::{ChainType, Hook};
 use ipnet::IpNet;
+use std::net::IpAddr;
 
 /// A mark as nft prints it: `0x00004000`.
 pub(crate) fn hex_mark(mark: u32) -> String {
@@ -66,12 +67,42 @@ fn prefix(net: &IpNet) -> String {
 }
 
 /// A list of prefixes as nft prints it in a rule: one bare prefix, or `{ a, b }`.
+/// `b` starts right after `a` ends.
+fn adjacent(a: &IpNet, b: &IpNet) -> bool {
+    match (a.broadcast(), b.network()) {
+        (IpAddr::V4(end), IpAddr::V4(start)) => {
+            u32::from(end).checked_add(1) == Some(u32::from(start))
+        }
+        (IpAddr::V6(end), IpAddr::V6(start)) => {
+            u128::from(end).checked_add(1) == Some(u128::from(start))
+        }
+        _ => false,
+    }
+}
+
 pub(crate) fn cidr_set(cidrs: &[IpNet]) -> String {
     let nets = canonical_cidrs(cidrs);
     match nets.as_slice() {
         [one] => prefix(one),
         many => {
-            let items: Vec<String> = many.iter().map(prefix).collect();
+            // nft merges adjacent prefixes of a set into one interval and lists it as a range.
+            let mut runs: Vec<Vec<&IpNet>> = Vec::new();
+            for net in many {
+                match runs.last_mut() {
+                    Some(run) if run.last().is_some_and(|last| adjacent(last, net)) => {
+                        run.push(net)
+                    }
+                    _ => runs.push(vec![net]),
+                }
+            }
+            let items: Vec<String> = runs
+                .iter()
+                .map(|run| match run.as_slice() {
+                    [one] => prefix(one),
+                    [first, .., last] => format!("{}-{}", first.network(), last.broadcast()),
+                    [] => String::new(),
+                })
+                .collect();
             format!("{{ {} }}", items.join(", "))
         }
     }
@@ -111,5 +142,14 @@ mod tests {
             .collect();
         assert_eq!(cidr_set(&nets), "{ 5.6.7.8, 10.244.0.0/15 }");
         assert_eq!(cidr_set(&nets[..1]), "10.245.0.0/16");
+        // Adjacent prefixes that do not merge into one prefix are one range, as nft lists it.
+        let adjacent: Vec<IpNet> = ["128.0.0.0/2", "192.0.0.0/3", "10.0.0.0/8"]
+            .iter()
+            .map(|s| s.parse().expect("cidr"))
+            .collect();
+        assert_eq!(
+            cidr_set(&adjacent),
+            "{ 10.0.0.0/8, 128.0.0.0-223.255.255.255 }"
+        );
     }
 }

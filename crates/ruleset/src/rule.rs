@@ -66,6 +66,17 @@ pub struct Rule {
     pub comment: Option<String>,
 }
 
+impl Expr {
+    /// `ip saddr [!=] <cidrs>` with the prefixes merged and sorted, as nft holds them (so a
+    /// rule read back from the kernel equals the one we made).
+    pub fn saddr_in_cidrs(negate: bool, cidrs: &[IpNet]) -> Expr {
+        Expr::SaddrInCidrs {
+            negate,
+            cidrs: crate::format::canonical_cidrs(cidrs),
+        }
+    }
+}
+
 impl Rule {
     /// A rule without a comment.
     pub fn new(exprs: Vec<Expr>) -> Self {
