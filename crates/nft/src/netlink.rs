@@ -1,0 +1,107 @@
+//! The netlink backend: a whole transaction as one batch, sent with one `sendmsg` on a fresh
+//! socket, every reply drained without waiting, every refusal mapped to its operation and
+//! Service.
+
+use crate::backend::Backend;
+use crate::batch::Batch;
+use crate::error::{ApplyError, OpFailure, ReadError};
+use crate::socket::{messages, NetlinkSocket, NlError};
+use ruleset::{Op, Ruleset, Transaction};
+use std::io;
+
+/// Programs nftables over netlink with libnftnl, in the calling thread's network namespace.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Netlink;
+
+/// The size of one receive: any single netlink datagram the kernel sends us fits.
+const RECV_BUFFER: usize = 256 * 1024;
+
+impl Backend for Netlink {
+    fn name(&self) -> &'static str {
+        "netlink"
+    }
+
+    fn apply(&self, txn: &Transaction) -> Result<(), ApplyError> {
+        if txn.is_empty() {
+            return Ok(());
+        }
+        let batch = Batch::build(txn, 1)?;
+        let io_err = |what: &str| {
+            let what = what.to_owned();
+            move |source| ApplyError::Io { what, source }
+        };
+        let socket = NetlinkSocket::open().map_err(io_err("opening a netlink socket"))?;
+        // Room for the whole batch in one datagram, and for one acknowledgement (about 1 KiB
+        // of socket memory each) per message: a full receive queue would drop replies.
+        let send = batch.bytes.len() + 4096;
+        let recv = (1 << 20).max((batch.messages + 16) * 1024);
+        socket
+            .set_buffers(send, recv)
+            .map_err(io_err("sizing the netlink socket buffers"))?;
+        socket
+            .enable_ext_ack()
+            .map_err(io_err("enabling netlink extended ACKs"))?;
+        // The kernel processes the batch inside this call: all of it or none of it.
+        socket
+            .send_all(&[&batch.bytes])
+            .map_err(io_err("sending the nftables batch"))?;
+        let replies = drain(&socket)?;
+        outcome(txn, &batch, &replies)
+    }
+
+    fn read(&self, table: &str) -> Result<Ruleset, ReadError> {
+        crate::read::read_tables(table)
+    }
+}
+
+/// Every reply already queued on the socket.
+fn drain(socket: &NetlinkSocket) -> Result<Vec<NlError>, ApplyError> {
+    let mut buf = vec![0u8; RECV_BUFFER];
+    let mut replies = Vec::new();
+    loop {
+        match socket.recv(&mut buf, false) {
+            Ok(n) => replies
+                .extend(messages(buf.get(..n).unwrap_or(&[])).filter_map(|m| NlError::parse(&m))),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(replies),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => {
+                return Err(ApplyError::OutcomeUnknown {
+                    reason: format!("reading the kernel's acknowledgements failed: {e}"),
+                })
+            }
+        }
+    }
+}
+
+/// Applied, refused (with every refusal), or unknown (too few acknowledgements).
+fn outcome(txn: &Transaction, batch: &Batch, replies: &[NlError]) -> Result<(), ApplyError> {
+    let mut failures = Vec::new();
+    for reply in replies.iter().filter(|r| r.errno != 0) {
+        let op: Option<&Op> = batch.op_of(reply.seq).and_then(|i| txn.ops.get(i));
+        let mut error = io::Error::from_raw_os_error(reply.errno).to_string();
+        if let Some(msg) = &reply.ext_ack_msg {
+            error.push_str(&format!(" ({msg})"));
+        }
+        if let Some(offset) = reply.ext_ack_offset {
+            error.push_str(&format!(" (bad attribute at byte offset {offset})"));
+        }
+        failures.push(OpFailure {
+            op: op.map_or_else(|| "commit of the transaction".to_owned(), Op::render),
+            service: op.and_then(Op::service),
+            error,
+        });
+    }
+    if !failures.is_empty() {
+        return Err(ApplyError::Rejected { failures });
+    }
+    if replies.len() < batch.messages {
+        return Err(ApplyError::OutcomeUnknown {
+            reason: format!(
+                "{} of {} messages were acknowledged",
+                replies.len(),
+                batch.messages
+            ),
+        });
+    }
+    Ok(())
+}

@@ -1,0 +1,860 @@
+//! The raw objects of one table ([`RawTable`], [`RawChain`]s, [`RawSet`]s, [`RawRule`]s) to a
+//! typed [`Table`]. Pure: no kernel, no FFI.
+//!
+//! Whatever we would not have written ourselves is kept in a form that differs from anything
+//! [`ruleset::desired`] produces, so the planner replaces it: a set of an unknown type or with
+//! unknown flags gets an empty key; a base chain with a policy other than accept keeps only an
+//! undecodable rule; a rule we cannot decode becomes [`decode::undecodable_rule`].
+
+use super::objects::{RawChain, RawElem, RawRule, RawSet, RawTable};
+use crate::decode;
+use crate::error::ReadError;
+use crate::keys;
+use crate::low::{AnonElem, AnonKind, AnonSet, Low, LowRule, SetRef};
+use ruleset::{
+    BaseChain, Chain, ChainType, ElemKey, ElemValue, Family, Hook, KeyType, Rule, Set, SetSpec,
+    Table, Verdict,
+};
+use std::collections::BTreeMap;
+
+/// `NFT_SET_ANONYMOUS`.
+pub(super) const SET_ANONYMOUS: u32 = 0x1;
+/// `NFT_SET_CONSTANT`.
+const SET_CONSTANT: u32 = 0x2;
+/// `NFT_SET_INTERVAL`.
+const SET_INTERVAL: u32 = 0x4;
+/// `NFT_SET_MAP`.
+const SET_MAP: u32 = 0x8;
+/// `NFT_SET_TIMEOUT`.
+const SET_TIMEOUT: u32 = 0x10;
+/// `NFT_SET_EVAL`: elements are added by the packet path.
+pub(super) const SET_EVAL: u32 = 0x20;
+/// `NFT_SET_CONCAT`: a concatenated interval set.
+const SET_CONCAT: u32 = 0x80;
+/// `NFT_SET_ELEM_INTERVAL_END`.
+const ELEM_INTERVAL_END: u32 = 0x1;
+/// `NF_ACCEPT`.
+const NF_ACCEPT: u32 = 1;
+
+/// The string of the first user-data entry of type `ty`: user data is a list of entries of one
+/// type byte, one length byte and the value. Strings end with a NUL, which is removed. `None`
+/// when there is no such entry or the list is malformed.
+pub(crate) fn udata_string(udata: &[u8], ty: u8) -> Option<String> {
+    let mut rest = udata;
+    while let [t, len, tail @ ..] = rest {
+        let len = usize::from(*len);
+        let value = tail.get(..len)?;
+        if *t == ty {
+            let text = value.strip_suffix(&[0]).unwrap_or(value);
+            return Some(String::from_utf8_lossy(text).into_owned());
+        }
+        rest = &tail[len..];
+    }
+    None
+}
+
+/// The verdict a kernel verdict code (and chain) stands for, when it is one we use (drop,
+/// jump, goto); otherwise its name, as the error.
+pub(crate) fn verdict(code: i32, chain: Option<&str>) -> Result<Verdict, String> {
+    match (code, chain) {
+        (libc::NF_DROP, _) => Ok(Verdict::Drop),
+        (libc::NFT_JUMP, Some(c)) => Ok(Verdict::Jump(c.to_owned())),
+        (libc::NFT_GOTO, Some(c)) => Ok(Verdict::Goto(c.to_owned())),
+        (libc::NF_ACCEPT, _) => Err("accept".into()),
+        (libc::NFT_RETURN, _) => Err("return".into()),
+        (libc::NFT_CONTINUE, _) => Err("continue".into()),
+        (libc::NFT_BREAK, _) => Err("break".into()),
+        (libc::NFT_JUMP | libc::NFT_GOTO, None) => Err(format!("{code} without a chain")),
+        (other, _) => Err(format!("code {other}")),
+    }
+}
+
+/// Whether the elements of `set` are read: not for dynamic sets, whose elements the packet
+/// path adds (session affinity); they are runtime state, never part of a desired ruleset.
+pub(super) fn wants_elements(set: &RawSet) -> bool {
+    set.flags & SET_EVAL == 0
+}
+
+/// The netfilter hook of an `NF_INET_*` number.
+fn hook(number: u32) -> Option<Hook> {
+    Some(match number {
+        0 => Hook::Prerouting,
+        1 => Hook::Input,
+        2 => Hook::Forward,
+        3 => Hook::Output,
+        4 => Hook::Postrouting,
+        _ => return None,
+    })
+}
+
+/// The typed table made of the raw objects of `raw` (of `family`). Rules must name chains of
+/// the chain list.
+pub(super) fn table(
+    family: Family,
+    raw: &RawTable,
+    chains: Vec<RawChain>,
+    sets: Vec<RawSet>,
+    rules: Vec<RawRule>,
+) -> Result<Table, ReadError> {
+    let id = format!("{} {}", family.keyword(), raw.name);
+    let (anonymous, named): (Vec<RawSet>, Vec<RawSet>) =
+        sets.into_iter().partition(|s| s.flags & SET_ANONYMOUS != 0);
+    let anonymous: BTreeMap<&str, &RawSet> =
+        anonymous.iter().map(|s| (s.name.as_str(), s)).collect();
+
+    let mut by_chain: BTreeMap<String, Vec<Rule>> = chains
+        .iter()
+        .map(|c| (c.name.clone(), Vec::new()))
+        .collect();
+    for r in rules {
+        let typed = rule(family, &anonymous, &r);
+        by_chain
+            .get_mut(&r.chain)
+            .ok_or_else(|| ReadError::Malformed {
+                object: format!("rule in chain {id} {}", r.chain),
+                problem: "the chain was not in the chain list".into(),
+            })?
+            .push(typed);
+    }
+
+    let mut table = Table {
+        comment: raw.comment.clone(),
+        ..Table::default()
+    };
+    for c in chains {
+        let rules = by_chain.remove(&c.name).unwrap_or_default();
+        table.chains.insert(c.name.clone(), chain(&c, rules));
+    }
+    for s in named {
+        table.sets.insert(s.name.clone(), named_set(&s));
+    }
+    Ok(table)
+}
+
+/// A chain with its rules. A base chain we would not have made keeps only an undecodable
+/// rule, so it never equals a desired chain.
+fn chain(raw: &RawChain, rules: Vec<Rule>) -> Chain {
+    let Some(base) = &raw.base else {
+        return Chain { base: None, rules };
+    };
+    let kind = match base.kind.as_str() {
+        "nat" => Some(ChainType::Nat),
+        "filter" => Some(ChainType::Filter),
+        _ => None,
+    };
+    match (kind, hook(base.hook)) {
+        (Some(kind), Some(hook)) => {
+            let base_chain = Some(BaseChain {
+                kind,
+                hook,
+                priority: base.priority,
+            });
+            if base.policy == NF_ACCEPT {
+                Chain {
+                    base: base_chain,
+                    rules,
+                }
+            } else {
+                // Our base chains all have policy accept; `BaseChain` cannot say otherwise,
+                // so the difference is carried by the rules.
+                let policy = verdict(base.policy as i32, None)
+                    .map(|v| v.to_string())
+                    .unwrap_or_else(|name| name);
+                Chain {
+                    base: base_chain,
+                    rules: vec![decode::undecodable_rule(&format!("policy {policy}"))],
+                }
+            }
+        }
+        _ => Chain {
+            base: None,
+            rules: vec![decode::undecodable_rule(&format!(
+                "a base chain of type {} on hook {} with priority {}",
+                base.kind, base.hook, base.priority
+            ))],
+        },
+    }
+}
+
+/// A named set or map. Anything but the three kinds we make (a plain set, a verdict map, a
+/// dynamic set with a timeout), with keys and verdicts we know, gets an empty key.
+fn named_set(raw: &RawSet) -> Set {
+    let dynamic = raw.flags & (SET_TIMEOUT | SET_EVAL) == SET_TIMEOUT | SET_EVAL;
+    let verdict_map = raw.flags & SET_MAP != 0 && raw.data_type == keys::TYPE_VERDICT;
+    let spec = SetSpec {
+        key: Vec::new(),
+        verdict_map,
+        dynamic_timeout: None,
+        size: raw.size,
+        comment: raw.comment.clone(),
+    };
+    let unknown = |spec: SetSpec| Set {
+        spec,
+        elements: BTreeMap::new(),
+    };
+    let expected_flags = if dynamic {
+        SET_TIMEOUT | SET_EVAL
+    } else if verdict_map {
+        SET_MAP
+    } else {
+        0
+    };
+    if raw.flags != expected_flags || raw.has_exprs {
+        return unknown(spec);
+    }
+    let dynamic_timeout = if dynamic {
+        if raw.timeout_ms % 1000 != 0 {
+            return unknown(spec);
+        }
+        match u32::try_from(raw.timeout_ms / 1000) {
+            Ok(secs) => Some(secs),
+            Err(_) => return unknown(spec),
+        }
+    } else {
+        None
+    };
+    let spec = SetSpec {
+        dynamic_timeout,
+        ..spec
+    };
+    let Some(key) = keys::types_from_id(raw.key_type, raw.key_len) else {
+        return unknown(spec);
+    };
+    let mut elements = BTreeMap::new();
+    if !dynamic {
+        for e in &raw.elements {
+            let Some((k, v)) = element(&key, verdict_map, e) else {
+                return unknown(spec);
+            };
+            elements.insert(k, v);
+        }
+    }
+    Set {
+        spec: SetSpec { key, ..spec },
+        elements,
+    }
+}
+
+/// One element of a named set, when it is one we could have written.
+fn element(key: &[KeyType], verdict_map: bool, e: &RawElem) -> Option<(ElemKey, ElemValue)> {
+    if e.flags != 0 || e.data.is_some() {
+        return None;
+    }
+    let k = keys::decode_key(key, &e.key)?;
+    let verdict = match (&e.verdict, verdict_map) {
+        (Some(v), true) => Some(verdict(v.code, v.chain.as_deref()).ok()?),
+        (None, false) => None,
+        _ => return None,
+    };
+    Some((
+        k,
+        ElemValue {
+            verdict,
+            comment: e.comment.clone(),
+        },
+    ))
+}
+
+/// A raw rule with its anonymous sets attached: what the decoder gets, or why the rule is not
+/// one of ours.
+#[derive(Debug)]
+enum Attached {
+    /// The kernel rule in [`LowRule`] form.
+    Low(LowRule),
+    /// Why it cannot be one of ours.
+    Undecodable(String),
+}
+
+/// Attaches the anonymous sets `raw` looks up: each becomes one of the rule's
+/// [`AnonSet`]s, numbered in order of first use, and the lookup a [`SetRef::Anonymous`].
+fn attach(family: Family, anonymous: &BTreeMap<&str, &RawSet>, raw: &RawRule) -> Attached {
+    let exprs = match &raw.exprs {
+        Ok(exprs) => exprs,
+        Err(reason) => return Attached::Undecodable(reason.clone()),
+    };
+    let mut names: Vec<&str> = Vec::new();
+    let mut anon_sets = Vec::new();
+    let mut out = Vec::with_capacity(exprs.len());
+    for e in exprs {
+        let Low::Lookup {
+            set: SetRef::Named(name),
+            sreg,
+            dreg,
+            invert,
+        } = e
+        else {
+            out.push(e.clone());
+            continue;
+        };
+        let Some(set) = anonymous.get(name.as_str()) else {
+            out.push(e.clone());
+            continue;
+        };
+        let index = match names.iter().position(|n| n == name) {
+            Some(i) => i,
+            None => match anon_set(family, set) {
+                Ok(s) => {
+                    names.push(name);
+                    anon_sets.push(s);
+                    anon_sets.len() - 1
+                }
+                Err(reason) => return Attached::Undecodable(reason),
+            },
+        };
+        out.push(Low::Lookup {
+            set: SetRef::Anonymous(index),
+            sreg: *sreg,
+            dreg: *dreg,
+            invert: *invert,
+        });
+    }
+    Attached::Low(LowRule {
+        exprs: out,
+        anon_sets,
+        comment: raw.comment.clone(),
+    })
+}
+
+/// The typed rule of a raw rule: its anonymous sets attached, then decoded. A rule that is not
+/// one of ours becomes [`decode::undecodable_rule`].
+fn rule(family: Family, anonymous: &BTreeMap<&str, &RawSet>, raw: &RawRule) -> Rule {
+    match attach(family, anonymous, raw) {
+        Attached::Low(low) => decode::decode_rule(family, &low)
+            .unwrap_or_else(|e| decode::undecodable_rule(&e.to_string())),
+        Attached::Undecodable(reason) => decode::undecodable_rule(&reason),
+    }
+}
+
+/// An anonymous set of a rule, by its flags and data type; its elements sorted by key bytes.
+fn anon_set(family: Family, raw: &RawSet) -> Result<AnonSet, String> {
+    let addr_port = keys::concat_type_id(&[family.addr_type(), KeyType::InetService]);
+    let rest = raw.flags & !(SET_ANONYMOUS | SET_CONSTANT);
+    let kind = if rest == SET_INTERVAL {
+        AnonKind::Prefixes(family)
+    } else if rest == SET_MAP && raw.data_type == keys::TYPE_VERDICT {
+        AnonKind::GotoMap
+    } else if rest == SET_MAP && raw.data_type == addr_port {
+        AnonKind::DnatMap(family)
+    } else {
+        return Err(format!(
+            "the anonymous set {} has flags {:#x} and data type {:#x}",
+            raw.name, raw.flags, raw.data_type
+        ));
+    };
+    if raw.flags & SET_CONCAT != 0 || raw.has_exprs {
+        return Err(format!("the anonymous set {} is not one we make", raw.name));
+    }
+    let mut elements = Vec::with_capacity(raw.elements.len());
+    for e in &raw.elements {
+        if e.flags & !ELEM_INTERVAL_END != 0 {
+            return Err(format!(
+                "an element of {} has flags {:#x}",
+                raw.name, e.flags
+            ));
+        }
+        let verdict = match &e.verdict {
+            Some(v) => Some(
+                verdict(v.code, v.chain.as_deref())
+                    .map_err(|name| format!("an element of {} has the verdict {name}", raw.name))?,
+            ),
+            None => None,
+        };
+        elements.push(AnonElem {
+            key: e.key.clone(),
+            interval_end: e.flags & ELEM_INTERVAL_END != 0,
+            data: e.data.clone(),
+            verdict,
+        });
+    }
+    elements.sort_by(|a, b| (&a.key, a.interval_end).cmp(&(&b.key, b.interval_end)));
+    Ok(AnonSet { kind, elements })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::objects::{RawBase, RawVerdict};
+    use super::*;
+    use crate::low::{CmpOp, PayloadBase};
+    use ruleset::KeyPart;
+
+    fn udata(entries: &[(u8, &[u8])]) -> Vec<u8> {
+        let mut out = Vec::new();
+        for (t, v) in entries {
+            out.push(*t);
+            out.push(v.len() as u8);
+            out.extend(*v);
+        }
+        out
+    }
+
+    fn raw_table() -> RawTable {
+        RawTable {
+            name: "kube-nftproxy".into(),
+            comment: Some("rules".into()),
+        }
+    }
+
+    fn set(name: &str, flags: u32, key_type: u32, key_len: u32) -> RawSet {
+        RawSet {
+            name: name.into(),
+            flags,
+            key_type,
+            key_len,
+            ..RawSet::default()
+        }
+    }
+
+    fn elem(key: &[u8]) -> RawElem {
+        RawElem {
+            key: key.to_vec(),
+            flags: 0,
+            data: None,
+            verdict: None,
+            comment: None,
+        }
+    }
+
+    fn goto(chain: &str) -> Option<RawVerdict> {
+        Some(RawVerdict {
+            code: libc::NFT_GOTO,
+            chain: Some(chain.into()),
+        })
+    }
+
+    fn plain_chain(name: &str) -> RawChain {
+        RawChain {
+            name: name.into(),
+            base: None,
+        }
+    }
+
+    fn ip(s: &str) -> KeyPart {
+        KeyPart::Ip(s.parse().expect("ip"))
+    }
+
+    #[test]
+    fn udata_strings() {
+        // A set's user data: key byte order (type 0, a u32), then the comment (type 7).
+        let u = udata(&[(0, &[1, 0, 0, 0]), (7, b"Active ClusterIPs\0")]);
+        assert_eq!(udata_string(&u, 7).as_deref(), Some("Active ClusterIPs"));
+        assert_eq!(udata_string(&u, 1), None);
+        // A rule comment, exactly as nft sent it in the example ruleset.
+        let rule = b"\x00\x0bmasquerade\x00";
+        assert_eq!(udata_string(rule, 0).as_deref(), Some("masquerade"));
+        // Without the NUL, and empty.
+        assert_eq!(udata_string(&udata(&[(0, b"x")]), 0).as_deref(), Some("x"));
+        assert_eq!(udata_string(&udata(&[(0, b"")]), 0).as_deref(), Some(""));
+        // Malformed: the length runs past the end.
+        assert_eq!(udata_string(&[0, 9, b'a'], 0), None);
+        assert_eq!(udata_string(&[7], 7), None);
+        assert_eq!(udata_string(&[], 0), None);
+    }
+
+    #[test]
+    fn verdict_codes() {
+        assert_eq!(verdict(0, None), Ok(Verdict::Drop));
+        assert_eq!(verdict(-3, Some("a")), Ok(Verdict::Jump("a".into())));
+        assert_eq!(verdict(-4, Some("b")), Ok(Verdict::Goto("b".into())));
+        assert_eq!(verdict(1, None), Err("accept".into()));
+        assert_eq!(verdict(-5, None), Err("return".into()));
+        assert!(verdict(-4, None).is_err());
+        assert!(verdict(7, None).is_err());
+    }
+
+    #[test]
+    fn set_flags_decide_the_kind() {
+        let mut vmap = set("service-ips", SET_MAP, 0x730d, 12);
+        vmap.data_type = keys::TYPE_VERDICT;
+        vmap.comment = Some("c".into());
+        let mut e = elem(&[10, 96, 0, 1, 6, 0, 0, 0, 1, 187, 0, 0]);
+        e.verdict = goto("svc");
+        e.comment = Some("default/kubernetes:https".into());
+        vmap.elements.push(e);
+        let mut dynamic = set("affinity", SET_TIMEOUT | SET_EVAL, 7, 4);
+        dynamic.timeout_ms = 600_000;
+        dynamic.size = Some(65535);
+        let plain = set("cluster-ips", 0, 7, 4);
+        let t = table(
+            Family::Ip,
+            &raw_table(),
+            vec![],
+            vec![vmap, dynamic, plain],
+            vec![],
+        )
+        .expect("table");
+        assert_eq!(t.comment.as_deref(), Some("rules"));
+        let vm = &t.sets["service-ips"];
+        assert!(vm.spec.verdict_map);
+        assert_eq!(
+            vm.spec.key,
+            vec![KeyType::Ipv4Addr, KeyType::InetProto, KeyType::InetService]
+        );
+        assert_eq!(vm.spec.comment.as_deref(), Some("c"));
+        let key = ElemKey(vec![
+            ip("10.96.0.1"),
+            KeyPart::Proto(model::Protocol::Tcp),
+            KeyPart::Port(443),
+        ]);
+        assert_eq!(
+            vm.elements[&key],
+            ElemValue {
+                verdict: Some(Verdict::Goto("svc".into())),
+                comment: Some("default/kubernetes:https".into())
+            }
+        );
+        let d = &t.sets["affinity"];
+        assert_eq!(d.spec.dynamic_timeout, Some(600));
+        assert_eq!(d.spec.size, Some(65535));
+        assert!(!d.spec.verdict_map);
+        assert_eq!(d.spec.key, vec![KeyType::Ipv4Addr]);
+        let p = &t.sets["cluster-ips"];
+        assert_eq!(p.spec.dynamic_timeout, None);
+        assert_eq!(p.spec.size, None);
+    }
+
+    #[test]
+    fn dynamic_set_elements_are_skipped() {
+        let mut dynamic = set("affinity", SET_TIMEOUT | SET_EVAL, 7, 4);
+        dynamic.timeout_ms = 10_800_000;
+        assert!(!wants_elements(&dynamic));
+        assert!(wants_elements(&set("cluster-ips", 0, 7, 4)));
+        // Even if elements were read, they are not kept.
+        dynamic.elements.push(elem(&[10, 0, 0, 1]));
+        let t = table(Family::Ip, &raw_table(), vec![], vec![dynamic], vec![]).expect("table");
+        assert!(t.sets["affinity"].elements.is_empty());
+        assert_eq!(t.sets["affinity"].spec.dynamic_timeout, Some(10_800));
+    }
+
+    #[test]
+    fn sets_we_would_not_make_get_an_empty_key() {
+        let mut cases = Vec::new();
+        cases.push(set("unknown-type", 0, 9, 6)); // ether_addr
+        cases.push(set("interval", SET_INTERVAL, 7, 4));
+        let mut data_map = set("data-map", SET_MAP, 7, 4);
+        data_map.data_type = 7;
+        data_map.data_len = 4;
+        cases.push(data_map);
+        let mut accept = set("accept-map", SET_MAP, 7, 4);
+        accept.data_type = keys::TYPE_VERDICT;
+        let mut e = elem(&[10, 0, 0, 1]);
+        e.verdict = Some(RawVerdict {
+            code: libc::NF_ACCEPT,
+            chain: None,
+        });
+        accept.elements.push(e);
+        cases.push(accept);
+        let mut bad_key = set("bad-key", 0, 7, 4);
+        bad_key.elements.push(elem(&[10, 0, 0]));
+        cases.push(bad_key);
+        let mut half = set("odd-timeout", SET_TIMEOUT | SET_EVAL, 7, 4);
+        half.timeout_ms = 1500;
+        cases.push(half);
+        let mut with_exprs = set("counters", 0, 7, 4);
+        with_exprs.has_exprs = true;
+        cases.push(with_exprs);
+        let names: Vec<String> = cases.iter().map(|s| s.name.clone()).collect();
+        let t = table(Family::Ip, &raw_table(), vec![], cases, vec![]).expect("table");
+        for name in names {
+            let s = &t.sets[&name];
+            assert!(s.spec.key.is_empty(), "{name}: {s:?}");
+            assert!(s.elements.is_empty(), "{name}");
+        }
+    }
+
+    #[test]
+    fn base_chains_and_policies() {
+        let base = |kind: &str, hook: u32, policy: u32| RawChain {
+            name: format!("{kind}-{hook}-{policy}"),
+            base: Some(RawBase {
+                hook,
+                priority: -100,
+                kind: kind.into(),
+                policy,
+            }),
+        };
+        let chains = vec![
+            base("nat", 0, 1),
+            base("filter", 2, 0),
+            base("route", 3, 1),
+            plain_chain("services"),
+        ];
+        let t = table(Family::Ip, &raw_table(), chains, vec![], vec![]).expect("table");
+        assert_eq!(
+            t.chains["nat-0-1"],
+            Chain {
+                base: Some(BaseChain {
+                    kind: ChainType::Nat,
+                    hook: Hook::Prerouting,
+                    priority: -100
+                }),
+                rules: vec![]
+            }
+        );
+        let drop = &t.chains["filter-2-0"];
+        assert_eq!(drop.base.map(|b| b.hook), Some(Hook::Forward));
+        assert_eq!(drop.rules, vec![decode::undecodable_rule("policy drop")]);
+        let route = &t.chains["route-3-1"];
+        assert_eq!(route.base, None);
+        assert_eq!(route.rules.len(), 1);
+        assert!(route.rules[0].exprs.is_empty());
+        assert_eq!(t.chains["services"], Chain::default());
+    }
+
+    fn numgen_map_rule(chain: &str, set: &str) -> RawRule {
+        RawRule {
+            chain: chain.into(),
+            handle: 1,
+            exprs: Ok(vec![
+                Low::NumgenRandom {
+                    dreg: 1,
+                    modulus: 2,
+                },
+                Low::Lookup {
+                    set: SetRef::Named(set.into()),
+                    sreg: 1,
+                    dreg: Some(0),
+                    invert: false,
+                },
+            ]),
+            comment: None,
+        }
+    }
+
+    #[test]
+    fn anonymous_sets_attach_to_their_rules() {
+        let mut gotos = set("__map0", SET_ANONYMOUS | SET_CONSTANT | SET_MAP, 4, 4);
+        gotos.data_type = keys::TYPE_VERDICT;
+        for (k, c) in [([1u8, 0, 0, 0], "b"), ([0u8, 0, 0, 0], "a")] {
+            let mut e = elem(&k);
+            e.verdict = goto(c);
+            gotos.elements.push(e);
+        }
+        let mut prefixes = set("__set1", SET_ANONYMOUS | SET_CONSTANT | SET_INTERVAL, 7, 4);
+        for (k, end) in [
+            ([11u8, 0, 0, 0], true),
+            ([0, 0, 0, 0], true),
+            ([10, 0, 0, 0], false),
+        ] {
+            let mut e = elem(&k);
+            e.flags = u32::from(end);
+            prefixes.elements.push(e);
+        }
+        let mut dnat = set("__map2", SET_ANONYMOUS | SET_CONSTANT | SET_MAP, 4, 4);
+        dnat.data_type = (7 << 6) | 13;
+        dnat.data_len = 8;
+        let mut e = elem(&[0, 0, 0, 0]);
+        e.data = Some(vec![10, 244, 1, 2, 0, 53, 0, 0]);
+        dnat.elements.push(e);
+
+        let anonymous: BTreeMap<&str, &RawSet> = [(&gotos), (&prefixes), (&dnat)]
+            .iter()
+            .map(|s| (s.name.as_str(), *s))
+            .collect();
+
+        let attach = |raw: &RawRule| match attach(Family::Ip, &anonymous, raw) {
+            Attached::Low(low) => low,
+            Attached::Undecodable(reason) => panic!("{reason}"),
+        };
+
+        let low = attach(&numgen_map_rule("svc", "__map0"));
+        assert_eq!(
+            low.exprs[1],
+            Low::Lookup {
+                set: SetRef::Anonymous(0),
+                sreg: 1,
+                dreg: Some(0),
+                invert: false
+            }
+        );
+        assert_eq!(low.anon_sets.len(), 1);
+        assert_eq!(low.anon_sets[0].kind, AnonKind::GotoMap);
+        let keys: Vec<_> = low.anon_sets[0]
+            .elements
+            .iter()
+            .map(|e| e.key.clone())
+            .collect();
+        assert_eq!(
+            keys,
+            vec![vec![0, 0, 0, 0], vec![1, 0, 0, 0]],
+            "sorted by key bytes"
+        );
+        assert_eq!(
+            low.anon_sets[0].elements[0].verdict,
+            Some(Verdict::Goto("a".into()))
+        );
+
+        // Two anonymous sets in one rule, the first used twice: numbered by first use.
+        let two = RawRule {
+            chain: "fw".into(),
+            handle: 2,
+            exprs: Ok(vec![
+                Low::Payload {
+                    base: PayloadBase::Network,
+                    offset: 12,
+                    len: 4,
+                    dreg: 1,
+                },
+                Low::Lookup {
+                    set: SetRef::Named("__set1".into()),
+                    sreg: 1,
+                    dreg: None,
+                    invert: true,
+                },
+                Low::Lookup {
+                    set: SetRef::Named("cluster-ips".into()),
+                    sreg: 1,
+                    dreg: None,
+                    invert: false,
+                },
+                Low::Lookup {
+                    set: SetRef::Named("__map2".into()),
+                    sreg: 1,
+                    dreg: Some(1),
+                    invert: false,
+                },
+                Low::Lookup {
+                    set: SetRef::Named("__set1".into()),
+                    sreg: 1,
+                    dreg: None,
+                    invert: false,
+                },
+            ]),
+            comment: Some("c".into()),
+        };
+        let low = attach(&two);
+        let refs: Vec<_> = low
+            .exprs
+            .iter()
+            .filter_map(|e| match e {
+                Low::Lookup { set, .. } => Some(set.clone()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            refs,
+            vec![
+                SetRef::Anonymous(0),
+                SetRef::Named("cluster-ips".into()),
+                SetRef::Anonymous(1),
+                SetRef::Anonymous(0)
+            ]
+        );
+        assert_eq!(low.anon_sets[0].kind, AnonKind::Prefixes(Family::Ip));
+        let ends: Vec<_> = low.anon_sets[0]
+            .elements
+            .iter()
+            .map(|e| (e.key[0], e.interval_end))
+            .collect();
+        assert_eq!(ends, vec![(0, true), (10, false), (11, true)]);
+        assert_eq!(
+            keys::prefixes_from_elements(Family::Ip, &low.anon_sets[0].elements),
+            Some(vec!["10.0.0.0/8".parse().expect("net")])
+        );
+        assert_eq!(low.anon_sets[1].kind, AnonKind::DnatMap(Family::Ip));
+        assert_eq!(
+            low.anon_sets[1].elements[0].data,
+            Some(vec![10, 244, 1, 2, 0, 53, 0, 0])
+        );
+        assert_eq!(low.comment.as_deref(), Some("c"));
+
+        // Through `table`: anonymous sets are not table sets, and the rules land in their
+        // chain in order (decoded, or undecodable while the decoder cannot read them).
+        let t = table(
+            Family::Ip,
+            &raw_table(),
+            vec![plain_chain("svc"), plain_chain("fw")],
+            vec![
+                gotos.clone(),
+                prefixes.clone(),
+                dnat.clone(),
+                set("cluster-ips", 0, 7, 4),
+            ],
+            vec![numgen_map_rule("svc", "__map0"), two],
+        )
+        .expect("table");
+        assert_eq!(t.sets.keys().collect::<Vec<_>>(), vec!["cluster-ips"]);
+        assert_eq!(t.chains["svc"].rules.len(), 1);
+        assert_eq!(t.chains["fw"].rules.len(), 1);
+    }
+
+    #[test]
+    fn an_anonymous_set_of_an_unknown_kind_makes_the_rule_undecodable() {
+        let odd = set("__set0", SET_ANONYMOUS | SET_CONSTANT, 7, 4);
+        let anonymous: BTreeMap<&str, &RawSet> = [("__set0", &odd)].into_iter().collect();
+        let r = RawRule {
+            chain: "c".into(),
+            handle: 3,
+            exprs: Ok(vec![Low::Lookup {
+                set: SetRef::Named("__set0".into()),
+                sreg: 1,
+                dreg: None,
+                invert: false,
+            }]),
+            comment: None,
+        };
+        match attach(Family::Ip, &anonymous, &r) {
+            Attached::Undecodable(reason) => assert!(reason.contains("__set0"), "{reason}"),
+            Attached::Low(low) => panic!("{low:?}"),
+        }
+        let got = rule(Family::Ip, &anonymous, &r);
+        assert!(got.exprs.is_empty());
+        assert!(got.comment.is_some_and(|c| c.contains("__set0")));
+    }
+
+    #[test]
+    fn rules_keep_their_order_and_unknown_ones_are_placeholders() {
+        let rules = vec![
+            RawRule {
+                chain: "services".into(),
+                handle: 4,
+                exprs: Err("the expression `counter`".into()),
+                comment: None,
+            },
+            RawRule {
+                chain: "services".into(),
+                handle: 5,
+                exprs: Ok(vec![Low::Cmp {
+                    sreg: 1,
+                    op: CmpOp::Eq,
+                    data: vec![6],
+                }]),
+                comment: None,
+            },
+        ];
+        let t = table(
+            Family::Ip,
+            &raw_table(),
+            vec![plain_chain("services")],
+            vec![],
+            rules,
+        )
+        .expect("table");
+        let got = &t.chains["services"].rules;
+        assert_eq!(got.len(), 2);
+        assert_eq!(got[0], decode::undecodable_rule("the expression `counter`"));
+    }
+
+    #[test]
+    fn a_rule_of_an_unlisted_chain_is_an_error() {
+        let rules = vec![RawRule {
+            chain: "ghost".into(),
+            handle: 6,
+            exprs: Ok(vec![]),
+            comment: None,
+        }];
+        let err = table(
+            Family::Ip6,
+            &raw_table(),
+            vec![plain_chain("services")],
+            vec![],
+            rules,
+        )
+        .expect_err("malformed");
+        match err {
+            ReadError::Malformed { object, .. } => {
+                assert_eq!(object, "rule in chain ip6 kube-nftproxy ghost");
+            }
+            other => panic!("{other}"),
+        }
+    }
+}

@@ -1,0 +1,309 @@
+//! Reading our tables back from the kernel: netlink dumps of tables, chains, sets, elements and
+//! rules ([`dump`]), parsed by libnftnl into plain structs ([`objects`], [`exprs`]), assembled
+//! into a typed [`Ruleset`] ([`assemble`]).
+//!
+//! The whole read is one consistent snapshot: the ruleset generation is compared before and
+//! after the dumps, and a dump the kernel flags as interrupted, a change in between, or a rule
+//! or element listed twice starts the read again (a bounded number of times). The last case is
+//! a multi-part dump that ran while another process was *preparing* a transaction in the same
+//! table: the kernel counts the not yet active objects when it resumes a dump but flags only
+//! committed changes, so the resumed part repeats objects (seen in the concurrency test).
+
+mod assemble;
+mod dump;
+mod exprs;
+mod objects;
+
+use crate::error::ReadError;
+use crate::socket::NetlinkSocket;
+use dump::{DumpError, Message};
+use objects::{InTable, RawChain, RawRule, RawSet, RawTable, Request};
+use ruleset::{Family, Ruleset, TableId};
+use std::ffi::CStr;
+use std::io;
+
+/// How many times a read starts again when the ruleset changes under it.
+const ATTEMPTS: usize = 8;
+/// The longest table name nf_tables accepts (`NFT_NAME_MAXLEN` − 1).
+const NAME_MAX: usize = 255;
+
+/// Why one attempt at reading failed.
+enum Failure {
+    /// The ruleset changed while we read it: try again.
+    Retry(String),
+    /// A real error.
+    Fatal(ReadError),
+}
+
+impl From<ReadError> for Failure {
+    fn from(e: ReadError) -> Self {
+        Failure::Fatal(e)
+    }
+}
+
+/// Reads the tables named `table` of the `ip` and `ip6` families in the calling thread's
+/// network namespace: each one that exists, with its chains, rules, sets, maps and elements
+/// (not the elements of dynamic sets, which the packet path adds). A missing table is simply
+/// absent from the result; tables of other names are not read.
+///
+/// Rules that are not ones we write come back as [`crate::decode::undecodable_rule`]s, sets we
+/// would not make with an empty key, so the planner replaces them.
+pub fn read_tables(table: &str) -> Result<Ruleset, ReadError> {
+    let object = |problem: &str| ReadError::Malformed {
+        object: format!("table {table}"),
+        problem: problem.to_owned(),
+    };
+    if table.is_empty() || table.len() > NAME_MAX {
+        return Err(object("a table name must have 1 to 255 bytes"));
+    }
+    let name = objects::c_name(table).map_err(|p| object(&p))?;
+    let mut last = String::new();
+    for _ in 0..ATTEMPTS {
+        match read_once(&name, table) {
+            Ok(ruleset) => return Ok(ruleset),
+            Err(Failure::Retry(why)) => {
+                tracing::debug!(
+                    reason = %why,
+                    "the ruleset changed while it was read; reading again"
+                );
+                last = why;
+            }
+            Err(Failure::Fatal(e)) => return Err(e),
+        }
+    }
+    Err(ReadError::Io {
+        what: format!("reading the tables {table}"),
+        source: io::Error::new(
+            io::ErrorKind::Interrupted,
+            format!("the ruleset changed during each of {ATTEMPTS} attempts (last: {last})"),
+        ),
+    })
+}
+
+/// A netlink socket and the next sequence number.
+struct Session {
+    sock: NetlinkSocket,
+    seq: u32,
+}
+
+impl Session {
+    fn next_seq(&mut self) -> u32 {
+        self.seq = self.seq.wrapping_add(1);
+        self.seq
+    }
+
+    /// The ruleset generation.
+    fn generation(&mut self) -> Result<u32, Failure> {
+        let seq = self.next_seq();
+        dump::generation(&self.sock, seq).map_err(|e| {
+            Failure::Fatal(ReadError::Io {
+                what: "reading the ruleset generation".into(),
+                source: e.into_io(),
+            })
+        })
+    }
+
+    /// Runs one dump of `request` in the tables named `table` of `family`. `what` describes it
+    /// for errors ("dumping the chains of ip kube-nftproxy").
+    fn dump(
+        &mut self,
+        request: Request<'_>,
+        family: u16,
+        table: &CStr,
+        what: &str,
+    ) -> Result<Vec<Message>, Failure> {
+        let seq = self.next_seq();
+        let request = objects::request(request, family, table, seq).map_err(|problem| {
+            ReadError::Malformed {
+                object: what.to_owned(),
+                problem,
+            }
+        })?;
+        match dump::dump(&self.sock, &request, seq) {
+            Ok(messages) => Ok(messages),
+            Err(DumpError::Interrupted) => Err(Failure::Retry(format!("{what}: interrupted"))),
+            // The table or set went away between two dumps: a concurrent change.
+            Err(DumpError::Refused { errno, .. }) if errno == libc::ENOENT => {
+                Err(Failure::Retry(format!("{what}: no such object")))
+            }
+            Err(e) => Err(Failure::Fatal(ReadError::Io {
+                what: what.to_owned(),
+                source: e.into_io(),
+            })),
+        }
+    }
+}
+
+/// `NFPROTO_*` of a family.
+fn nfproto(family: Family) -> u16 {
+    match family {
+        Family::Ip => libc::NFPROTO_IPV4 as u16,
+        Family::Ip6 => libc::NFPROTO_IPV6 as u16,
+    }
+}
+
+/// One attempt: the generation, every family's raw objects, the generation again; then, from
+/// that consistent snapshot, the typed tables.
+fn read_once(name: &CStr, table: &str) -> Result<Ruleset, Failure> {
+    let sock = NetlinkSocket::open().map_err(|source| ReadError::Io {
+        what: "opening a netfilter netlink socket".into(),
+        source,
+    })?;
+    // Extended ACKs only make refusals more precise; a kernel without them is fine.
+    let _ = sock.enable_ext_ack();
+    let mut session = Session { sock, seq: 0 };
+    let before = session.generation()?;
+    let mut raw = Vec::new();
+    for family in [Family::Ip, Family::Ip6] {
+        if let Some(objects) = read_family(&mut session, family, name, table)? {
+            raw.push((family, objects));
+        }
+    }
+    let after = session.generation()?;
+    if before != after {
+        // The dumps may have seen different rulesets (a rule of a chain that the chain dump
+        // did not have, …): assemble only a consistent snapshot.
+        return Err(Failure::Retry(format!(
+            "the ruleset generation went from {before} to {after}"
+        )));
+    }
+    let mut ruleset = Ruleset::default();
+    for (family, objects) in raw {
+        let typed = assemble::table(
+            family,
+            &objects.table,
+            objects.chains,
+            objects.sets,
+            objects.rules,
+        )?;
+        ruleset.tables.insert(
+            TableId {
+                family,
+                name: table.to_owned(),
+            },
+            typed,
+        );
+    }
+    Ok(ruleset)
+}
+
+/// The raw objects of one table.
+struct RawObjects {
+    table: RawTable,
+    chains: Vec<RawChain>,
+    sets: Vec<RawSet>,
+    rules: Vec<RawRule>,
+}
+
+/// Keeps the objects of the table `table` of `family` (the kernel does not filter every dump),
+/// failing on a message libnftnl cannot parse.
+fn in_table<T>(
+    messages: &[Message],
+    parse: fn(&Message) -> Result<InTable<T>, String>,
+    family: u16,
+    table: &str,
+    what: &str,
+) -> Result<Vec<T>, ReadError> {
+    let mut out = Vec::new();
+    for m in messages {
+        let parsed = parse(m).map_err(|problem| ReadError::Malformed {
+            object: what.to_owned(),
+            problem,
+        })?;
+        if parsed.family == u32::from(family) && parsed.table == table {
+            out.push(parsed.object);
+        }
+    }
+    Ok(out)
+}
+
+/// The raw objects of the table `table` of `family`, if it exists.
+fn read_family(
+    session: &mut Session,
+    family: Family,
+    name: &CStr,
+    table: &str,
+) -> Result<Option<RawObjects>, Failure> {
+    let nf = nfproto(family);
+    let id = format!("{} {table}", family.keyword());
+
+    let what = format!("dumping the tables of {}", family.keyword());
+    let messages = session.dump(Request::Tables, nf, name, &what)?;
+    let Some(raw_table) = in_table(&messages, objects::parse_table, nf, table, &what)?
+        .into_iter()
+        .next()
+    else {
+        return Ok(None);
+    };
+
+    let what = format!("dumping the chains of {id}");
+    let messages = session.dump(Request::Chains, nf, name, &what)?;
+    let chains = in_table(&messages, objects::parse_chain, nf, table, &what)?;
+
+    let what = format!("dumping the sets of {id}");
+    let messages = session.dump(Request::Sets, nf, name, &what)?;
+    let mut sets: Vec<RawSet> = in_table(&messages, objects::parse_set, nf, table, &what)?;
+
+    for set in sets.iter_mut().filter(|s| assemble::wants_elements(s)) {
+        read_elements(session, nf, name, table, &id, set)?;
+    }
+
+    let what = format!("dumping the rules of {id}");
+    let messages = session.dump(Request::Rules, nf, name, &what)?;
+    let rules: Vec<RawRule> = in_table(&messages, objects::parse_rule, nf, table, &what)?;
+    let mut handles: Vec<u64> = rules.iter().map(|r| r.handle).collect();
+    handles.sort_unstable();
+    if let Some(twice) = handles.windows(2).find(|w| w[0] == w[1]) {
+        // A multi-part dump that ran while another process was preparing a transaction in
+        // this table (the kernel flags only committed changes as interrupting a dump).
+        return Err(Failure::Retry(format!(
+            "{what}: rule handle {} listed twice",
+            twice[0]
+        )));
+    }
+
+    Ok(Some(RawObjects {
+        table: raw_table,
+        chains,
+        sets,
+        rules,
+    }))
+}
+
+/// Reads the elements of `set` into it.
+fn read_elements(
+    session: &mut Session,
+    nf: u16,
+    name: &CStr,
+    table: &str,
+    id: &str,
+    set: &mut RawSet,
+) -> Result<(), Failure> {
+    let object = format!("set {id} {}", set.name);
+    let what = format!("dumping the elements of {object}");
+    let set_name = objects::c_name(&set.name).map_err(|problem| ReadError::Malformed {
+        object: object.clone(),
+        problem,
+    })?;
+    let messages = session.dump(Request::Elements(&set_name), nf, name, &what)?;
+    for (set_of, elements) in in_table(&messages, objects::parse_elements, nf, table, &what)? {
+        if set_of != set.name {
+            return Err(Failure::Fatal(ReadError::Malformed {
+                object,
+                problem: format!("the element dump returned elements of set {set_of}"),
+            }));
+        }
+        set.elements.extend(elements);
+    }
+    let mut keys: Vec<(&[u8], u32)> = set
+        .elements
+        .iter()
+        .map(|e| (e.key.as_slice(), e.flags))
+        .collect();
+    keys.sort_unstable();
+    if keys.windows(2).any(|w| w[0] == w[1]) {
+        // As for rules: a multi-part dump beside a transaction being prepared.
+        return Err(Failure::Retry(format!("{what}: an element listed twice")));
+    }
+    Ok(())
+}
