@@ -31,6 +31,28 @@ pub struct Config {
     pub masquerade_all: bool,
     /// The packet-mark bit that asks for masquerade (0-31).
     pub masquerade_bit: u8,
+    /// How rules reach the kernel: `netlink` (libnftnl, one batch) or `nft` (`nft -f`).
+    pub backend: BackendKind,
+}
+
+/// The kernel backend to use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BackendKind {
+    /// Netlink batches built with libnftnl (the default).
+    Netlink,
+    /// The `nft` program (`nft -f -`), for debugging and cross-checks.
+    Nft,
+}
+
+impl BackendKind {
+    /// An instance of the backend.
+    pub fn backend(self) -> Box<dyn nft::Backend> {
+        match self {
+            BackendKind::Netlink => Box::new(nft::Netlink),
+            BackendKind::Nft => Box::new(nft::NftCommand::default()),
+        }
+    }
 }
 
 impl Default for Config {
@@ -42,6 +64,7 @@ impl Default for Config {
             node_port_addresses: vec!["primary".into()],
             masquerade_all: false,
             masquerade_bit: 14,
+            backend: BackendKind::Netlink,
         }
     }
 }
@@ -216,6 +239,14 @@ mod tests {
                 .expect_err("bit")
                 .to_string();
             assert!(msg.contains("masquerade_bit"), "{msg}");
+            jail.create_file("k.toml", "backend = \"iptables\"\n")?;
+            let msg = load(Some(Path::new("k.toml")), &FlagOverrides::default())
+                .expect_err("backend")
+                .to_string();
+            assert!(msg.contains("backend") && msg.contains("iptables"), "{msg}");
+            jail.set_env("KUBE_NFTPROXY_BACKEND", "nft");
+            let config = load(None, &FlagOverrides::default()).expect("backend from env");
+            assert_eq!(config.backend, BackendKind::Nft);
             Ok(())
         });
     }

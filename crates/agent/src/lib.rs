@@ -4,3 +4,5 @@
 pub mod config;
 pub mod manifests;
 pub mod render;
+pub mod run;
+pub mod sync;

@@ -1,6 +1,6 @@
 //! `kube-nftproxy`: a Kubernetes Service proxy for one node, on nftables.
 
-use agent::render;
+use agent::{render, run};
 
 use anyhow::Result;
 use clap::{Parser, Subcommand, ValueEnum};
@@ -26,6 +26,11 @@ enum LogFormat {
 enum Command {
     /// Print the ruleset a node would get from manifests of Services, EndpointSlices and Nodes.
     Render(render::RenderArgs),
+    /// Program this node's rules into the kernel from manifests: once (`--once`, prints a
+    /// one-line summary), or again every `--resync-seconds`.
+    Run(run::RunArgs),
+    /// Delete kube-nftproxy's tables (and nothing else) from the kernel.
+    Cleanup(run::CleanupArgs),
 }
 
 fn init_logging(format: LogFormat) {
@@ -45,5 +50,7 @@ fn main() -> Result<()> {
     init_logging(cli.log_format);
     match cli.command {
         Command::Render(args) => render::run(&args),
+        Command::Run(args) => run::run(&args),
+        Command::Cleanup(args) => run::run_cleanup(&args),
     }
 }

@@ -8,18 +8,25 @@ use model::{node_view, ClusterView, NodeServices};
 use std::io::Write;
 use std::path::PathBuf;
 
+/// Where the cluster state and the configuration come from (`render` and `run`).
+#[derive(Debug, Args)]
+pub struct InputArgs {
+    /// A manifest file or a directory of them (YAML or JSON; multi-document and `kind: List`).
+    #[arg(long)]
+    pub manifests: PathBuf,
+    /// The node to compute for (overrides `node_name` from the configuration).
+    #[arg(long)]
+    pub node: Option<String>,
+    /// The configuration file (default: /etc/kube-nftproxy/config.toml when present).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+}
+
 /// Arguments of `render`.
 #[derive(Debug, Args)]
 pub struct RenderArgs {
-    /// A manifest file or a directory of them (YAML or JSON; multi-document and `kind: List`).
-    #[arg(long)]
-    manifests: PathBuf,
-    /// The node to compute for (overrides `node_name` from the configuration).
-    #[arg(long)]
-    node: Option<String>,
-    /// The configuration file (default: /etc/kube-nftproxy/config.toml when present).
-    #[arg(long)]
-    config: Option<PathBuf>,
+    #[command(flatten)]
+    input: InputArgs,
     /// What to print: the nftables ruleset, or the per-service-port view as JSON.
     #[arg(long, value_enum, default_value_t = RenderFormat::Nft)]
     format: RenderFormat,
@@ -34,13 +41,18 @@ pub enum RenderFormat {
     Json,
 }
 
-/// Loads the manifests and the configuration and computes the node's view; every problem found
-/// in the input is logged as a warning naming the object.
-pub fn compute(args: &RenderArgs) -> Result<(NodeServices, ruleset::Options)> {
+/// Loads the configuration (file, environment, `--node`).
+pub fn load_config(args: &InputArgs) -> Result<config::Config> {
     let flags = FlagOverrides {
         node_name: args.node.clone(),
     };
-    let config = config::load(args.config.as_deref(), &flags)?;
+    Ok(config::load(args.config.as_deref(), &flags)?)
+}
+
+/// Loads the manifests and the configuration and computes the node's view; every problem found
+/// in the input is logged as a warning naming the object.
+pub fn compute(args: &InputArgs) -> Result<(NodeServices, config::Config)> {
+    let config = load_config(args)?;
     let node_config = config.node_config()?;
     let loaded = manifests::load_path(&args.manifests)
         .with_context(|| format!("loading manifests from {}", args.manifests.display()))?;
@@ -64,14 +76,16 @@ pub fn compute(args: &RenderArgs) -> Result<(NodeServices, ruleset::Options)> {
     for error in &services.errors {
         tracing::warn!(reason = error.reason(), "{error}");
     }
-    Ok((services, config.ruleset_options()))
+    Ok((services, config))
 }
 
 /// Runs `render`.
 pub fn run(args: &RenderArgs) -> Result<()> {
-    let (services, options) = compute(args)?;
+    let (services, config) = compute(&args.input)?;
     let text = match args.format {
-        RenderFormat::Nft => ruleset::render(&ruleset::desired(&services, &options)),
+        RenderFormat::Nft => {
+            ruleset::render(&ruleset::desired(&services, &config.ruleset_options()))
+        }
         RenderFormat::Json => serde_json::to_string_pretty(&services)? + "\n",
     };
     std::io::stdout()
