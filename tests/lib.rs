@@ -1,5 +1,7 @@
 //! Shared helpers for the integration tests: the example cluster, and listings made comparable.
 
+pub mod packet_support;
+
 use model::{node_view, ClusterView, NodeServices};
 use ruleset::{Options, Ruleset};
 use std::path::PathBuf;

@@ -2,8 +2,9 @@
 //!
 //! The server answers every TCP connection, and every UDP datagram, with one line
 //! `"<server-ip> <peer-ip>\n"`: the address the connection or datagram was sent to (after any
-//! DNAT, the endpoint's own address) and the address it came from (after any masquerade). The
-//! TCP connection is closed after the line.
+//! DNAT, the endpoint's own address) and the address it came from (after any masquerade). A TCP
+//! connection stays open and gets the line again for every line the client sends, until the
+//! client closes it: [`connect`] reads one line and closes, a [`Session`] keeps talking.
 
 use std::fmt;
 use std::io::Read;
@@ -61,20 +62,34 @@ if "udp" in protos:
     u.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_RECVPKTINFO, 1)
     u.bind(("::", port))
     socks.append(u)
+conns = {}
+def line(c):
+    return ("%s %s\n" % (clean(c.getsockname()[0]), clean(c.getpeername()[0]))).encode()
 while True:
-    ready, _, _ = select.select(socks, [], [])
+    ready, _, _ = select.select(socks + list(conns), [], [])
     for s in ready:
-        if s.type == socket.SOCK_STREAM:
+        if s in conns:
+            # An open connection: answer each line again; close on EOF.
+            try:
+                data = s.recv(256)
+                if data:
+                    s.sendall(line(s))
+                    continue
+            except OSError:
+                pass
+            del conns[s]
+            s.close()
+        elif s.type == socket.SOCK_STREAM:
             try:
                 c, peer = s.accept()
             except OSError:
                 continue
             try:
                 c.settimeout(2)
-                c.sendall(("%s %s\n" % (clean(c.getsockname()[0]), clean(peer[0]))).encode())
+                c.sendall(line(c))
+                conns[c] = True
             except OSError:
-                pass
-            c.close()
+                c.close()
         else:
             try:
                 data, anc, flags, peer = s.recvmsg(2048, socket.CMSG_SPACE(20))
@@ -131,6 +146,43 @@ except ConnectionRefusedError:
     print("REFUSED")
 except OSError as e:
     print("ERROR %s" % e)
+"#;
+
+/// Long-lived TCP client. argv: address, port, timeout in seconds. Prints `REPLY <text>` for
+/// the greeting, then one line per line read on stdin (`REPLY …`, `CLOSED`, `TIMEOUT`,
+/// `ERROR …`); exits on EOF of stdin.
+const SESSION: &str = r#"
+import socket, sys
+addr, port, timeout = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
+fam = socket.AF_INET6 if ":" in addr else socket.AF_INET
+def answer(s):
+    data = b""
+    while not data.endswith(b"\n"):
+        chunk = s.recv(256)
+        if not chunk:
+            return "CLOSED"
+        data += chunk
+    return "REPLY " + data.decode(errors="replace").strip()
+def report(f):
+    try:
+        print(f(), flush=True)
+    except TimeoutError:
+        print("TIMEOUT", flush=True)
+    except ConnectionRefusedError:
+        print("REFUSED", flush=True)
+    except OSError as e:
+        print("ERROR %s" % e, flush=True)
+s = socket.socket(fam, socket.SOCK_STREAM)
+s.settimeout(timeout)
+def first():
+    s.connect((addr, port))
+    return answer(s)
+report(first)
+for _ in sys.stdin:
+    def again():
+        s.sendall(b"ping\n")
+        return answer(s)
+    report(again)
 "#;
 
 /// How long [`EchoServer::start`] waits for the server to listen.
@@ -378,6 +430,88 @@ pub fn connect(
         .into());
     }
     parse_client_output(stdout.trim())
+}
+
+/// One TCP connection kept open to an echo server, to check that an established connection
+/// survives a change of rules. The client process is killed on drop.
+#[derive(Debug)]
+pub struct Session {
+    child: Child,
+    lines: std::io::BufReader<std::process::ChildStdout>,
+    stdin: std::process::ChildStdin,
+}
+
+impl Session {
+    /// Connects from `ns` to `addr:port` over TCP and reads the greeting. `timeout` (≤ 2 s)
+    /// bounds each socket operation of the client, so every exchange ends within it.
+    pub fn open(
+        ns: &NetNs,
+        addr: IpAddr,
+        port: u16,
+        timeout: Duration,
+    ) -> Result<(Session, Reply), ConnectError> {
+        let args = [
+            addr.to_string(),
+            port.to_string(),
+            format!("{:.3}", timeout.as_secs_f64()),
+        ];
+        let describe = format!("ip netns exec {} python3 -c <echo session>", ns.name());
+        let mut child = Command::new("ip")
+            .args(["netns", "exec", ns.name(), "python3", "-c", SESSION])
+            .args(&args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|source| TestbedError::Spawn {
+                command: describe.clone(),
+                source,
+            })?;
+        let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(ConnectError::Other(format!("no pipes to {describe}")));
+        };
+        let mut session = Session {
+            child,
+            lines: std::io::BufReader::new(stdout),
+            stdin,
+        };
+        let greeting = session.read_line()?;
+        Ok((session, greeting))
+    }
+
+    /// Sends one line over the open connection and reads the server's answer.
+    pub fn exchange(&mut self) -> Result<Reply, ConnectError> {
+        use std::io::Write;
+        self.stdin
+            .write_all(b"next\n")
+            .and_then(|()| self.stdin.flush())
+            .map_err(|e| ConnectError::Other(format!("the session client is gone: {e}")))?;
+        self.read_line()
+    }
+
+    fn read_line(&mut self) -> Result<Reply, ConnectError> {
+        use std::io::BufRead;
+        let mut line = String::new();
+        self.lines
+            .read_line(&mut line)
+            .map_err(|e| ConnectError::Other(format!("reading the session client: {e}")))?;
+        match line.trim() {
+            "" => Err(ConnectError::Other("the session client exited".into())),
+            "CLOSED" => Err(ConnectError::Other(
+                "the server closed the connection".into(),
+            )),
+            out => parse_client_output(out),
+        }
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 fn parse_client_output(out: &str) -> Result<Reply, ConnectError> {

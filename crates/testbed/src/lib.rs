@@ -16,7 +16,7 @@ mod netns;
 mod normalize;
 
 pub use cluster::{Pod, TestCluster};
-pub use echo::{connect, ConnectError, EchoServer, Proto, Reply};
+pub use echo::{connect, ConnectError, EchoServer, Proto, Reply, Session};
 pub use error::TestbedError;
 pub use kernel::require_kernel;
 pub use netns::NetNs;
