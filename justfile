@@ -18,6 +18,17 @@ demo node="node-a":
 demo-json node="node-a":
     cargo run --quiet --release -p agent -- render --manifests examples/cluster.yaml --config examples/config.toml --node {{node}} --format json
 
+# As root: program the example cluster's rules for NODE into a scratch network namespace with
+# `run --once` (twice: the second run applies nothing), list them, then `cleanup` and delete it.
+demo-netns node="node-a":
+    cargo build --quiet --release -p agent
+    ns=knp-demo-$$; ip netns add "$ns"; trap 'ip netns del "$ns"' EXIT; \
+    run() { ip netns exec "$ns" target/release/kube-nftproxy "$@"; }; \
+    run run --manifests examples/cluster.yaml --config examples/config.toml --node {{node}} --once; \
+    run run --manifests examples/cluster.yaml --config examples/config.toml --node {{node}} --once; \
+    ip netns exec "$ns" nft list ruleset | sed -n 1,40p; echo "…"; \
+    run cleanup
+
 # Run every test. Kernel tests need root, nft and ip; they make and delete their own network namespaces.
 test:
     cargo test --workspace --all-targets
