@@ -141,3 +141,68 @@ impl<B: Backend + Clone + Send + 'static> BackendClone for B {
         self.name()
     }
 }
+
+/// A cluster of `services` Services with two endpoints each (one on node-a), plus one Service
+/// with `wide` endpoints.
+fn big_cluster(services: usize, wide: usize) -> Ruleset {
+    use model::fixtures::{ep, node, node_config, service, slice};
+    use model::{node_view, ClusterView};
+    let mut svcs = Vec::new();
+    let mut slices = Vec::new();
+    for i in 0..services {
+        let name = format!("svc-{i}");
+        let vip = format!("10.96.{}.{}", i / 250, i % 250 + 1);
+        svcs.push(service("bulk", &name, &vip).port("http", "TCP", 80).build());
+        slices.push(
+            slice("bulk", &format!("{name}-1"), &name, "IPv4")
+                .port("http", "TCP", 8080)
+                .endpoint(ep(&format!("10.244.{}.{}", i / 250, i % 250 + 1), "node-a"))
+                .endpoint(ep(&format!("10.245.{}.{}", i / 250, i % 250 + 1), "node-b"))
+                .build(),
+        );
+    }
+    svcs.push(
+        service("bulk", "wide", "10.97.0.1")
+            .port("http", "TCP", 80)
+            .build(),
+    );
+    let mut wide_slice = slice("bulk", "wide-1", "wide", "IPv4").port("http", "TCP", 8080);
+    for i in 0..wide {
+        wide_slice =
+            wide_slice.endpoint(ep(&format!("10.246.{}.{}", i / 250, i % 250 + 1), "node-b"));
+    }
+    slices.push(wide_slice.build());
+    let view = ClusterView::from_objects(
+        svcs,
+        slices,
+        [node("node-a", &["192.168.0.2"], None)],
+        "node-a",
+    );
+    let services = node_view(&view, &node_config());
+    assert!(services.errors.is_empty(), "{:?}", services.errors);
+    ruleset::desired(&services, &ruleset::Options::default())
+}
+
+/// Thousands of Services (tens of thousands of messages, megabytes in one batch) and an
+/// anonymous map of hundreds of endpoints (several element messages) in one transaction: sent,
+/// acknowledged, read back equal, and a second plan is empty.
+#[test]
+fn a_large_first_sync_is_one_transaction_and_reads_back_equal() {
+    if !require_kernel() {
+        return;
+    }
+    let rules = big_cluster(3000, 600);
+    let ns = netns("large");
+    apply(&ns, &Netlink, &plan(&Ruleset::default(), &rules))
+        .unwrap_or_else(|e| panic!("large first sync: {e}"));
+    let read = in_netns(&path(&ns), || nft::read_tables("kube-nftproxy"))
+        .unwrap_or_else(|e| panic!("entering: {e}"))
+        .unwrap_or_else(|e| panic!("reading back: {e}"));
+    let again = plan(&read, &rules);
+    assert!(
+        again.is_empty(),
+        "after a large sync, read-back differs: {} operations, first: {:?}",
+        again.len(),
+        again.ops.first().map(Op::render)
+    );
+}

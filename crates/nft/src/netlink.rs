@@ -105,3 +105,74 @@ fn outcome(txn: &Transaction, batch: &Batch, replies: &[NlError]) -> Result<(), 
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ruleset::{Expr, Family, Rule, TableId, Verdict};
+
+    fn txn() -> Transaction {
+        let table = TableId {
+            family: Family::Ip,
+            name: "kube-nftproxy".into(),
+        };
+        Transaction {
+            ops: vec![
+                Op::AddChain {
+                    table: table.clone(),
+                    chain: "service-ABCDEFGH-shop/web/tcp/http".into(),
+                    base: None,
+                },
+                Op::AddRule {
+                    table,
+                    chain: "service-ABCDEFGH-shop/web/tcp/http".into(),
+                    rule: Rule::new(vec![Expr::Verdict(Verdict::Drop)]),
+                },
+            ],
+        }
+    }
+
+    fn reply(seq: u32, errno: i32) -> NlError {
+        NlError {
+            errno,
+            seq,
+            msg_type: 0,
+            ext_ack_msg: None,
+            ext_ack_offset: None,
+        }
+    }
+
+    #[test]
+    fn every_message_acknowledged_is_success() {
+        let txn = txn();
+        let batch = Batch::build(&txn, 1).expect("batch");
+        assert_eq!(batch.messages, 2);
+        // Sequence 1 is BATCH_BEGIN; the operations' messages are 2 and 3.
+        assert!(outcome(&txn, &batch, &[reply(2, 0), reply(3, 0)]).is_ok());
+    }
+
+    #[test]
+    fn a_refusal_names_the_operation_and_the_service() {
+        let txn = txn();
+        let batch = Batch::build(&txn, 1).expect("batch");
+        let mut refused = reply(3, libc::ENOENT);
+        refused.ext_ack_msg = Some("chain not found".into());
+        let err = outcome(&txn, &batch, &[reply(2, 0), refused]).expect_err("refused");
+        let ApplyError::Rejected { failures } = &err else {
+            panic!("{err}");
+        };
+        assert_eq!(failures.len(), 1);
+        assert!(failures[0].op.starts_with("add rule"), "{err}");
+        assert_eq!(failures[0].service.as_deref(), Some("shop/web"));
+        assert!(failures[0].error.contains("chain not found"), "{err}");
+        assert!(err.to_string().contains("Service shop/web"), "{err}");
+    }
+
+    #[test]
+    fn missing_acknowledgements_make_the_outcome_unknown() {
+        let txn = txn();
+        let batch = Batch::build(&txn, 1).expect("batch");
+        let err = outcome(&txn, &batch, &[reply(2, 0)]).expect_err("short");
+        assert!(matches!(err, ApplyError::OutcomeUnknown { .. }), "{err}");
+    }
+}
