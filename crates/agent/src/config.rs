@@ -33,6 +33,35 @@ pub struct Config {
     pub masquerade_bit: u8,
     /// How rules reach the kernel: `netlink` (libnftnl, one batch) or `nft` (`nft -f`).
     pub backend: BackendKind,
+    /// Seconds between a change and the sync that programs it, at least (0: at once).
+    pub min_sync_period_seconds: f64,
+    /// Seconds before a failed sync is retried; `/healthz` fails when a change has waited for
+    /// twice this.
+    pub sync_period_seconds: f64,
+    /// Seconds between full syncs (the kernel's tables read back and diffed).
+    pub full_sync_period_seconds: f64,
+    /// Where `/healthz` and `/livez` listen.
+    pub healthz_bind_address: String,
+    /// Where `/metrics` and `/debug/services` listen; empty: nowhere.
+    pub metrics_bind_address: String,
+    /// A kubeconfig file for the API server; empty: the in-cluster environment, then
+    /// `$KUBECONFIG` / `~/.kube/config`.
+    pub kubeconfig: String,
+    /// The API server's URL, overriding the kubeconfig's and the in-cluster one.
+    pub api_server: String,
+    /// Delete the conntrack entries of UDP flows whose endpoint went away.
+    pub conntrack_cleanup: bool,
+}
+
+/// How often the agent syncs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SyncPeriods {
+    /// At least this long between two syncs.
+    pub min: std::time::Duration,
+    /// A failed sync is retried after this; a change pending for twice this fails `/healthz`.
+    pub retry: std::time::Duration,
+    /// A full sync (read back from the kernel) at least this often.
+    pub full: std::time::Duration,
 }
 
 /// The kernel backend to use.
@@ -65,6 +94,14 @@ impl Default for Config {
             masquerade_all: false,
             masquerade_bit: 14,
             backend: BackendKind::Netlink,
+            min_sync_period_seconds: 1.0,
+            sync_period_seconds: 30.0,
+            full_sync_period_seconds: 3600.0,
+            healthz_bind_address: "0.0.0.0:10256".into(),
+            metrics_bind_address: "127.0.0.1:10249".into(),
+            kubeconfig: String::new(),
+            api_server: String::new(),
+            conntrack_cleanup: true,
         }
     }
 }
@@ -124,7 +161,67 @@ impl Config {
             });
         }
         self.node_port_addresses()?;
+        for (key, value, min) in [
+            ("min_sync_period_seconds", self.min_sync_period_seconds, 0.0),
+            ("sync_period_seconds", self.sync_period_seconds, 0.1),
+            (
+                "full_sync_period_seconds",
+                self.full_sync_period_seconds,
+                1.0,
+            ),
+        ] {
+            if !(value.is_finite() && value >= min) {
+                return Err(ConfigError::Invalid {
+                    key,
+                    reason: format!("{value} is not a number of seconds of at least {min}"),
+                });
+            }
+        }
+        self.healthz_address()?;
+        self.metrics_address()?;
+        if !self.api_server.is_empty()
+            && !(self.api_server.starts_with("https://") || self.api_server.starts_with("http://"))
+        {
+            return Err(ConfigError::Invalid {
+                key: "api_server",
+                reason: format!("{:?} is not an http:// or https:// URL", self.api_server),
+            });
+        }
         Ok(())
+    }
+
+    /// `healthz_bind_address` as a socket address.
+    pub fn healthz_address(&self) -> Result<std::net::SocketAddr, ConfigError> {
+        self.healthz_bind_address
+            .parse()
+            .map_err(|_| ConfigError::Invalid {
+                key: "healthz_bind_address",
+                reason: format!("{:?} is not an address:port", self.healthz_bind_address),
+            })
+    }
+
+    /// `metrics_bind_address` as a socket address (None: metrics are not served).
+    pub fn metrics_address(&self) -> Result<Option<std::net::SocketAddr>, ConfigError> {
+        if self.metrics_bind_address.is_empty() {
+            return Ok(None);
+        }
+        self.metrics_bind_address
+            .parse()
+            .map(Some)
+            .map_err(|_| ConfigError::Invalid {
+                key: "metrics_bind_address",
+                reason: format!("{:?} is not an address:port", self.metrics_bind_address),
+            })
+    }
+
+    /// The minimum, retry and full sync periods.
+    pub fn sync_periods(&self) -> SyncPeriods {
+        let secs = std::time::Duration::from_secs_f64;
+        SyncPeriods {
+            min: secs(self.min_sync_period_seconds),
+            retry: secs(self.sync_period_seconds),
+            full: secs(self.full_sync_period_seconds),
+        }
     }
 
     /// `node_port_addresses` as the model takes it.

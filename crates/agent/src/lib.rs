@@ -5,4 +5,5 @@ pub mod config;
 pub mod manifests;
 pub mod render;
 pub mod run;
+pub mod state;
 pub mod sync;

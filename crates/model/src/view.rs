@@ -135,6 +135,24 @@ impl ClusterView {
         self.node.as_ref()
     }
 
+    /// Every Service's `namespace/name`.
+    pub fn service_keys(&self) -> Vec<ServiceRef> {
+        self.services.keys().cloned().collect()
+    }
+
+    /// Every EndpointSlice's (namespace, name), joined to a Service or not.
+    pub fn slice_keys(&self) -> Vec<(String, String)> {
+        let mut keys: Vec<(String, String)> = self
+            .slice_owner
+            .keys()
+            .chain(self.unjoinable.keys())
+            .cloned()
+            .collect();
+        keys.sort();
+        keys.dedup();
+        keys
+    }
+
     /// The number of Services in the view.
     pub fn service_count(&self) -> usize {
         self.services.len()
