@@ -179,9 +179,9 @@ impl Config {
         }
         self.healthz_address()?;
         self.metrics_address()?;
-        if !self.api_server.is_empty()
-            && !(self.api_server.starts_with("https://") || self.api_server.starts_with("http://"))
-        {
+        let url_ok =
+            self.api_server.starts_with("https://") || self.api_server.starts_with("http://");
+        if !(self.api_server.is_empty() || url_ok) {
             return Err(ConfigError::Invalid {
                 key: "api_server",
                 reason: format!("{:?} is not an http:// or https:// URL", self.api_server),

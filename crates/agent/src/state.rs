@@ -37,11 +37,11 @@ impl SourceKind {
 #[derive(Debug, Clone)]
 pub enum Change {
     /// A Service was added or modified.
-    UpsertService(Service),
+    UpsertService(Box<Service>),
     /// A Service was deleted.
     DeleteService(ServiceRef),
     /// An EndpointSlice was added or modified.
-    UpsertSlice(EndpointSlice),
+    UpsertSlice(Box<EndpointSlice>),
     /// An EndpointSlice was deleted.
     DeleteSlice {
         /// Its namespace.
@@ -50,7 +50,7 @@ pub enum Change {
         name: String,
     },
     /// This node's Node object (None: it does not exist).
-    SetNode(Option<Node>),
+    SetNode(Option<Box<Node>>),
     /// A complete list of the Services (a first list or a relist): every Service not in it is
     /// deleted.
     ReplaceServices(Vec<Service>),
@@ -186,7 +186,7 @@ impl Inner {
     fn apply(&mut self, change: Change) -> bool {
         match change {
             Change::UpsertService(svc) => {
-                let key = self.view.upsert_service(svc);
+                let key = self.view.upsert_service(*svc);
                 self.pending.services.insert(key);
             }
             Change::DeleteService(key) => {
@@ -195,7 +195,7 @@ impl Inner {
             }
             Change::UpsertSlice(slice) => {
                 let when = trigger_time(&slice);
-                for svc in self.view.upsert_slice(slice) {
+                for svc in self.view.upsert_slice(*slice) {
                     if let Some(t) = when {
                         let slot = self.pending.trigger_times.entry(svc.clone()).or_insert(t);
                         *slot = (*slot).min(t);
@@ -208,8 +208,8 @@ impl Inner {
                 self.pending.services.extend(touched);
             }
             Change::SetNode(node) => {
-                if self.view.node() != node.as_ref() {
-                    self.view.set_node(node);
+                if self.view.node() != node.as_deref() {
+                    self.view.set_node(node.map(|n| *n));
                     self.pending.all = true;
                 }
             }

@@ -22,7 +22,7 @@ pub mod reg {
     /// concatenation loaded at `NFT_REG_1`: a 16-byte register number when the field is
     /// 16-byte aligned, otherwise a 4-byte one (nft's `netlink_put_register`).
     pub fn at_word(word: u32) -> u32 {
-        if word % 4 == 0 {
+        if word.is_multiple_of(4) {
             R1 + word / 4
         } else {
             8 + word

@@ -203,7 +203,7 @@ fn named_set(raw: &RawSet) -> Set {
         return unknown(spec);
     }
     let dynamic_timeout = if dynamic {
-        if raw.timeout_ms % 1000 != 0 {
+        if !raw.timeout_ms.is_multiple_of(1000) {
             return unknown(spec);
         }
         match u32::try_from(raw.timeout_ms / 1000) {
