@@ -78,7 +78,7 @@ struct ClusterSpec {
 
 impl SvcSpec {
     fn namespace(&self) -> &'static str {
-        if self.id % 3 == 0 {
+        if self.id.is_multiple_of(3) {
             "kube-system"
         } else {
             "default"
@@ -91,7 +91,7 @@ impl SvcSpec {
 
     fn port_name(&self, j: usize) -> String {
         // A single port is sometimes unnamed.
-        if self.ports.len() == 1 && self.id % 2 == 0 {
+        if self.ports.len() == 1 && self.id.is_multiple_of(2) {
             String::new()
         } else {
             format!("p{j}")
