@@ -26,11 +26,13 @@ enum LogFormat {
 enum Command {
     /// Print the ruleset a node would get from manifests of Services, EndpointSlices and Nodes.
     Render(render::RenderArgs),
-    /// Program this node's rules into the kernel from manifests: once (`--once`, prints a
-    /// one-line summary), or again every `--resync-seconds`.
+    /// Run the agent: program this node's rules from the API server (or `--manifests`) and keep
+    /// them up to date; serve health checks and metrics. `--once --manifests PATH` syncs once.
     Run(run::RunArgs),
     /// Delete kube-nftproxy's tables (and nothing else) from the kernel.
-    Cleanup(run::CleanupArgs),
+    Cleanup(run::ConfigArgs),
+    /// Print the effective configuration (defaults < file < environment < flags) as TOML.
+    Config(run::ConfigArgs),
 }
 
 fn init_logging(format: LogFormat) {
@@ -52,5 +54,6 @@ fn main() -> Result<()> {
         Command::Render(args) => render::run(&args),
         Command::Run(args) => run::run(&args),
         Command::Cleanup(args) => run::run_cleanup(&args),
+        Command::Config(args) => run::run_config(&args),
     }
 }

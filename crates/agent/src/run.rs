@@ -1,33 +1,43 @@
-//! `kube-nftproxy run` and `kube-nftproxy cleanup`: program this node's rules from manifests
-//! (once, or again whenever the manifests change), and remove them.
+//! `kube-nftproxy run`, `cleanup` and `config`: program this node's rules (once from manifests,
+//! or continuously from the API server or a manifest path), remove them, show the effective
+//! configuration.
 
-use crate::render::{compute, load_config, InputArgs};
+use crate::config::{self, Config, FlagOverrides};
+use crate::daemon::{self, Source};
+use crate::render::{compute, InputArgs};
 use crate::sync::{cleanup, sync_once};
 use anyhow::{Context, Result};
 use clap::Args;
 use std::io::Write;
 use std::path::PathBuf;
-use std::time::Duration;
 
 /// Arguments of `run`.
 #[derive(Debug, Args)]
 pub struct RunArgs {
-    #[command(flatten)]
-    input: InputArgs,
-    /// Sync once, print a one-line summary, and exit.
+    /// Read Services, EndpointSlices and Nodes from this manifest file or directory (read again
+    /// when it changes) instead of the API server.
     #[arg(long)]
-    once: bool,
-    /// Without `--once`: how often to read the manifests again and sync (seconds).
-    #[arg(long, default_value_t = 10)]
-    resync_seconds: u64,
-}
-
-/// Arguments of `cleanup`.
-#[derive(Debug, Args)]
-pub struct CleanupArgs {
+    manifests: Option<PathBuf>,
+    /// This node's name (overrides `node_name` from the configuration).
+    #[arg(long)]
+    node: Option<String>,
     /// The configuration file (default: /etc/kube-nftproxy/config.toml when present).
     #[arg(long)]
     config: Option<PathBuf>,
+    /// Sync once from `--manifests`, print a one-line summary, and exit.
+    #[arg(long, requires = "manifests")]
+    once: bool,
+}
+
+/// Arguments of `cleanup` and `config`.
+#[derive(Debug, Args)]
+pub struct ConfigArgs {
+    /// The configuration file (default: /etc/kube-nftproxy/config.toml when present).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// This node's name (overrides `node_name` from the configuration).
+    #[arg(long)]
+    node: Option<String>,
 }
 
 fn say(line: &str) -> Result<()> {
@@ -35,47 +45,59 @@ fn say(line: &str) -> Result<()> {
     writeln!(out, "{line}").context("writing to standard output")
 }
 
-/// One sync from the manifests; returns the summary line.
-fn sync_from_manifests(args: &RunArgs) -> Result<String> {
-    let (services, config) = compute(&args.input)?;
-    let options = config.ruleset_options();
-    let desired = ruleset::desired(&services, &options);
-    let backend = config.backend.backend();
-    let report = sync_once(backend.as_ref(), &options.table_name, &desired)?;
-    if report.operations > 0 {
-        tracing::info!(
-            operations = report.operations,
-            services = ?report.services,
-            "programmed the node's rules"
-        );
-    }
-    Ok(report.to_string())
+fn load(config: Option<&std::path::Path>, node: Option<&str>) -> Result<Config> {
+    let flags = FlagOverrides {
+        node_name: node.map(str::to_owned),
+    };
+    Ok(config::load(config, &flags)?)
 }
 
 /// Runs `run`.
 pub fn run(args: &RunArgs) -> Result<()> {
-    if args.once {
-        return say(&sync_from_manifests(args)?);
-    }
-    let period = Duration::from_secs(args.resync_seconds.max(1));
-    loop {
-        match sync_from_manifests(args) {
-            Ok(summary) => tracing::debug!("{summary}"),
-            // A bad manifest or a refused transaction is logged; the next period retries.
-            Err(e) => tracing::error!("sync failed: {e:#}"),
+    if let (true, Some(manifests)) = (args.once, &args.manifests) {
+        let input = InputArgs {
+            manifests: manifests.clone(),
+            node: args.node.clone(),
+            config: args.config.clone(),
+        };
+        let (services, config) = compute(&input)?;
+        let options = config.ruleset_options();
+        let desired = ruleset::desired(&services, &options);
+        let report = sync_once(
+            config.backend.backend().as_ref(),
+            &options.table_name,
+            &desired,
+        )?;
+        if report.operations > 0 {
+            tracing::info!(
+                operations = report.operations,
+                services = ?report.services,
+                "programmed the node's rules"
+            );
         }
-        std::thread::sleep(period);
+        return say(&report.to_string());
     }
+    let config = load(args.config.as_deref(), args.node.as_deref())?;
+    let source = match &args.manifests {
+        Some(path) => Source::Manifests(path.clone()),
+        None => Source::Kube,
+    };
+    tracing::info!(
+        node = %config.effective_node_name(),
+        backend = ?config.backend,
+        source = ?source,
+        "starting"
+    );
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?
+        .block_on(daemon::run(config, source))
 }
 
 /// Runs `cleanup`.
-pub fn run_cleanup(args: &CleanupArgs) -> Result<()> {
-    let input = InputArgs {
-        manifests: PathBuf::new(),
-        node: None,
-        config: args.config.clone(),
-    };
-    let config = load_config(&input)?;
+pub fn run_cleanup(args: &ConfigArgs) -> Result<()> {
+    let config = load(args.config.as_deref(), args.node.as_deref())?;
     let options = config.ruleset_options();
     let deleted = cleanup(config.backend.backend().as_ref(), &options.table_name)?;
     if deleted.is_empty() {
@@ -83,4 +105,14 @@ pub fn run_cleanup(args: &CleanupArgs) -> Result<()> {
     } else {
         say(&format!("deleted table {}", deleted.join(", table ")))
     }
+}
+
+/// Runs `config`: prints the effective configuration as TOML (defaults, file, environment and
+/// flags merged), which is also a valid configuration file.
+pub fn run_config(args: &ConfigArgs) -> Result<()> {
+    let config = load(args.config.as_deref(), args.node.as_deref())?;
+    let text = toml::to_string(&config).context("printing the configuration")?;
+    let mut out = std::io::stdout().lock();
+    out.write_all(text.as_bytes())
+        .context("writing to standard output")
 }

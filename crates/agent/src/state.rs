@@ -99,6 +99,15 @@ pub struct Shared {
 /// the slice happened (RFC 3339).
 pub const TRIGGER_TIME_ANNOTATION: &str = "endpoints.kubernetes.io/last-change-trigger-time";
 
+/// The namespace an object is filed under in the view: its own, or `default` when unset or
+/// empty (the model's keying; deletes and relists must use the same key to find the object).
+pub(crate) fn default_namespace(namespace: &Option<String>) -> &str {
+    namespace
+        .as_deref()
+        .filter(|ns| !ns.is_empty())
+        .unwrap_or("default")
+}
+
 fn trigger_time(slice: &EndpointSlice) -> Option<SystemTime> {
     let text = slice
         .metadata
@@ -170,6 +179,12 @@ impl Shared {
         inner.pending = earlier;
     }
 
+    /// How many Services have changes waiting (and whether everything does).
+    pub fn pending_count(&self) -> (usize, bool) {
+        let inner = self.lock();
+        (inner.pending.services.len(), inner.pending.all)
+    }
+
     /// When the oldest unsynced change arrived, if any.
     pub fn pending_since(&self) -> Option<Instant> {
         self.lock().pending.since
@@ -208,10 +223,12 @@ impl Inner {
                 self.pending.services.extend(touched);
             }
             Change::SetNode(node) => {
-                if self.view.node() != node.as_deref() {
-                    self.view.set_node(node.map(|n| *n));
-                    self.pending.all = true;
+                if self.view.node() == node.as_deref() {
+                    // Nothing the view holds changed: no work, no wake-up.
+                    return false;
                 }
+                self.view.set_node(node.map(|n| *n));
+                self.pending.all = true;
             }
             Change::ReplaceServices(services) => {
                 let mut gone: BTreeSet<ServiceRef> = self.view.service_keys().into_iter().collect();
@@ -232,7 +249,7 @@ impl Inner {
                     self.view.slice_keys().into_iter().collect();
                 for slice in slices {
                     let key = (
-                        slice.metadata.namespace.clone().unwrap_or_default(),
+                        default_namespace(&slice.metadata.namespace).to_owned(),
                         slice.metadata.name.clone().unwrap_or_default(),
                     );
                     gone.remove(&key);

@@ -7,7 +7,7 @@ use ruleset::{Ruleset, Transaction};
 ///
 /// Both implementations ([`crate::Netlink`] and [`crate::NftCommand`]) apply a transaction all or
 /// nothing, and read back the same [`Ruleset`], so the diff engine cannot tell them apart.
-pub trait Backend {
+pub trait Backend: Send + Sync {
     /// A short name for logs and metrics (`netlink`, `nft`).
     fn name(&self) -> &'static str;
 

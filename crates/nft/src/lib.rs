@@ -14,6 +14,7 @@
 mod backend;
 mod batch;
 mod command;
+mod conntrack;
 pub mod decode;
 pub mod encode;
 mod error;
@@ -27,6 +28,7 @@ mod socket;
 
 pub use backend::Backend;
 pub use command::NftCommand;
+pub use conntrack::{delete_udp_flows, stale_udp_flows, ConntrackError, UdpFlowMatch};
 pub use error::{ApplyError, OpFailure, ReadError};
 pub use netlink::Netlink;
 pub use netns::in_netns;
