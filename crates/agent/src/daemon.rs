@@ -10,6 +10,7 @@ use crate::state::{Pending, Shared, SourceKind};
 use crate::sync::{SyncReport, Syncer};
 use anyhow::{Context, Result};
 use model::{node_view, IpFamily, NodeConfig, NodeServices};
+use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant, SystemTime};
@@ -129,6 +130,7 @@ async fn sync_loop(
     ));
     let mut before: Option<NodeServices> = None;
     let mut ready_sent = false;
+    let mut reported: BTreeSet<String> = BTreeSet::new();
     let mut health_retry: Option<(Instant, Vec<ServiceHealthCheck>)> = None;
     let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
     let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
@@ -193,9 +195,15 @@ async fn sync_loop(
         let started = Instant::now();
         let work = shared.take_pending();
         let services = shared.with_view(|v| node_view(v, node_config));
+        // Each invalid object is reported once (when it appears), not at every sync; the
+        // invalid-objects metric keeps counting it.
+        let errors: BTreeSet<String> = services.errors.iter().map(ToString::to_string).collect();
         for error in &services.errors {
-            tracing::warn!(reason = error.reason(), "{error}");
+            if !reported.contains(&error.to_string()) {
+                tracing::warn!(reason = error.reason(), "{error}");
+            }
         }
+        reported = errors;
         let desired = ruleset::desired(&services, &options);
         let mut s = syncer.take().context("the syncer is gone")?;
         let full = due.full || s.needs_full();

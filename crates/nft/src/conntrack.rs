@@ -24,7 +24,7 @@ mod plan;
 
 pub use plan::stale_udp_flows;
 
-use crate::socket::{align4, attributes, messages, NetlinkSocket, NlError};
+use crate::socket::{align4, attributes, done_status, messages, NetlinkSocket, NlError};
 use std::fmt;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -700,11 +700,7 @@ fn dump_datagram(
         match i32::from(msg.ty) {
             libc::NLMSG_DONE => {
                 // The payload is the dump's final status: 0 or a negative errno.
-                let status = msg
-                    .payload
-                    .get(..4)
-                    .map(|b| i32::from_ne_bytes([b[0], b[1], b[2], b[3]]))
-                    .unwrap_or(0);
+                let status = done_status(&msg);
                 if status < 0 {
                     return Err(DumpFailure::Refused(kernel_error(-status, None)));
                 }

@@ -276,6 +276,12 @@ pub(crate) fn attributes(buf: &[u8]) -> impl Iterator<Item = (u16, &[u8])> {
     })
 }
 
+/// The final status an `NLMSG_DONE` message carries: 0, or a negative errno when the dump
+/// failed (a missing status reads as 0).
+pub(crate) fn done_status(msg: &NlMessage<'_>) -> i32 {
+    u32_at(msg.payload, 0).map_or(0, |v| v as i32)
+}
+
 /// An `NLMSG_ERROR` message: an error, or (with `errno == 0`) an acknowledgement.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct NlError {

@@ -2,7 +2,7 @@
 //! errors and interrupted dumps into [`DumpError`]s. Also the ruleset generation
 //! (`NFT_MSG_GETGEN`), which the reader compares before and after its dumps.
 
-use crate::socket::{attributes, messages, NetlinkSocket, NlError, NlMessage};
+use crate::socket::{attributes, done_status, messages, NetlinkSocket, NlError, NlMessage};
 use std::io;
 
 /// Bytes of a netlink message header.
@@ -176,11 +176,7 @@ pub(super) fn dump(
             match i32::from(msg.ty) {
                 libc::NLMSG_DONE => {
                     // The payload is the dump's final status: 0 or a negative errno.
-                    let status = msg
-                        .payload
-                        .get(..4)
-                        .map(|b| i32::from_ne_bytes([b[0], b[1], b[2], b[3]]))
-                        .unwrap_or(0);
+                    let status = done_status(&msg);
                     if status < 0 {
                         return Err(DumpError::Refused {
                             errno: -status,
