@@ -20,6 +20,7 @@ pub fn example(manifests: &str, node: &str) -> (NodeServices, Ruleset) {
     let root = repo_root();
     let flags = agent::config::FlagOverrides {
         node_name: Some(node.to_owned()),
+        ..agent::config::FlagOverrides::default()
     };
     let config = agent::config::load(Some(&root.join("examples/config.toml")), &flags)
         .unwrap_or_else(|e| panic!("examples/config.toml: {e}"));

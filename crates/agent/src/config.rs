@@ -128,6 +128,9 @@ pub struct FlagOverrides {
     /// `--node`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub node_name: Option<String>,
+    /// `--kubeconfig`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kubeconfig: Option<String>,
 }
 
 /// Loads the configuration from defaults, `file` (or the default path when it exists), the
@@ -295,9 +298,11 @@ mod tests {
             assert_eq!(c.node_name, "from-env");
             let flags = FlagOverrides {
                 node_name: Some("from-flag".into()),
+                kubeconfig: Some("/from/flag".into()),
             };
             let c = load(Some(Path::new("c.toml")), &flags).expect("load");
             assert_eq!(c.node_name, "from-flag");
+            assert_eq!(c.kubeconfig, "/from/flag");
             Ok(())
         });
     }

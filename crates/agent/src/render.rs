@@ -45,6 +45,7 @@ pub enum RenderFormat {
 pub fn load_config(args: &InputArgs) -> Result<config::Config> {
     let flags = FlagOverrides {
         node_name: args.node.clone(),
+        ..FlagOverrides::default()
     };
     Ok(config::load(args.config.as_deref(), &flags)?)
 }

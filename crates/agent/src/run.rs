@@ -24,6 +24,10 @@ pub struct RunArgs {
     /// The configuration file (default: /etc/kube-nftproxy/config.toml when present).
     #[arg(long)]
     config: Option<PathBuf>,
+    /// The kubeconfig file to reach the API server (overrides `kubeconfig` from the
+    /// configuration).
+    #[arg(long)]
+    kubeconfig: Option<PathBuf>,
     /// Sync once from `--manifests`, print a one-line summary, and exit.
     #[arg(long, requires = "manifests")]
     once: bool,
@@ -45,11 +49,15 @@ fn say(line: &str) -> Result<()> {
     writeln!(out, "{line}").context("writing to standard output")
 }
 
-fn load(config: Option<&std::path::Path>, node: Option<&str>) -> Result<Config> {
-    let flags = FlagOverrides {
-        node_name: node.map(str::to_owned),
-    };
+fn load(config: Option<&std::path::Path>, flags: FlagOverrides) -> Result<Config> {
     Ok(config::load(config, &flags)?)
+}
+
+fn node_flag(node: Option<&str>) -> FlagOverrides {
+    FlagOverrides {
+        node_name: node.map(str::to_owned),
+        ..FlagOverrides::default()
+    }
 }
 
 /// Runs `run`.
@@ -77,7 +85,14 @@ pub fn run(args: &RunArgs) -> Result<()> {
         }
         return say(&report.to_string());
     }
-    let config = load(args.config.as_deref(), args.node.as_deref())?;
+    let flags = FlagOverrides {
+        node_name: args.node.clone(),
+        kubeconfig: args
+            .kubeconfig
+            .as_ref()
+            .map(|p| p.to_string_lossy().into_owned()),
+    };
+    let config = load(args.config.as_deref(), flags)?;
     let source = match &args.manifests {
         Some(path) => Source::Manifests(path.clone()),
         None => Source::Kube,
@@ -97,7 +112,7 @@ pub fn run(args: &RunArgs) -> Result<()> {
 
 /// Runs `cleanup`.
 pub fn run_cleanup(args: &ConfigArgs) -> Result<()> {
-    let config = load(args.config.as_deref(), args.node.as_deref())?;
+    let config = load(args.config.as_deref(), node_flag(args.node.as_deref()))?;
     let options = config.ruleset_options();
     let deleted = cleanup(config.backend.backend().as_ref(), &options.table_name)?;
     if deleted.is_empty() {
@@ -110,7 +125,7 @@ pub fn run_cleanup(args: &ConfigArgs) -> Result<()> {
 /// Runs `config`: prints the effective configuration as TOML (defaults, file, environment and
 /// flags merged), which is also a valid configuration file.
 pub fn run_config(args: &ConfigArgs) -> Result<()> {
-    let config = load(args.config.as_deref(), args.node.as_deref())?;
+    let config = load(args.config.as_deref(), node_flag(args.node.as_deref()))?;
     let text = toml::to_string(&config).context("printing the configuration")?;
     let mut out = std::io::stdout().lock();
     out.write_all(text.as_bytes())
