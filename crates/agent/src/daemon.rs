@@ -3,13 +3,14 @@
 //! served over HTTP. SIGTERM and SIGINT stop it without touching the rules.
 
 use crate::config::Config;
+use crate::engine::Engine;
 use crate::health::{self, ProxyHealth, ServiceHealthCheck, ServiceHealthServer};
 use crate::metrics::Metrics;
 use crate::runner::Runner;
 use crate::state::{Pending, Shared, SourceKind};
-use crate::sync::{SyncReport, Syncer};
+use crate::sync::SyncReport;
 use anyhow::{Context, Result};
-use model::{node_view, IpFamily, NodeConfig, NodeServices};
+use model::{IpFamily, NodeConfig, NodeServices};
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
@@ -124,9 +125,10 @@ async fn sync_loop(
 ) -> Result<()> {
     let periods = config.sync_periods();
     let mut runner = Runner::new(periods);
-    let mut syncer = Some(Syncer::new(
+    let mut engine = Some(Engine::new(
+        node_config.clone(),
+        options,
         config.backend.backend(),
-        options.table_name.clone(),
     ));
     let mut before: Option<NodeServices> = None;
     let mut ready_sent = false;
@@ -191,34 +193,39 @@ async fn sync_loop(
             continue;
         };
 
-        // One sync.
+        // One sync: compute while holding the view, commit without it.
         let started = Instant::now();
         let work = shared.take_pending();
-        let services = shared.with_view(|v| node_view(v, node_config));
+        let mut e = engine.take().context("the engine is gone")?;
+        let computed = shared.with_view(|v| e.compute(v, &work));
         // Each invalid object is reported once (when it appears), not at every sync; the
         // invalid-objects metric keeps counting it.
-        let errors: BTreeSet<String> = services.errors.iter().map(ToString::to_string).collect();
-        for error in &services.errors {
+        let errors: BTreeSet<String> = computed
+            .services
+            .errors
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        for error in &computed.services.errors {
             if !reported.contains(&error.to_string()) {
                 tracing::warn!(reason = error.reason(), "{error}");
             }
         }
         reported = errors;
-        let desired = ruleset::desired(&services, &options);
-        let mut s = syncer.take().context("the syncer is gone")?;
-        let full = due.full || s.needs_full();
-        let (s, result) = tokio::task::spawn_blocking(move || {
-            let result = s.sync(&desired, full);
-            (s, result)
+        let services = computed.services.clone();
+        let full = due.full || e.needs_full();
+        let (e, result) = tokio::task::spawn_blocking(move || {
+            let result = e.commit(computed, full);
+            (e, result)
         })
         .await
         .context("the sync task panicked")?;
-        syncer = Some(s);
+        engine = Some(e);
         let ok = result.is_ok();
         runner.record(started, full, ok);
         match result {
             Ok(report) => {
-                let failed = after_sync(out, &work, &services, &report, full, started);
+                let failed = after_sync(out, &work, &services, &report.sync, full, started);
                 health_retry =
                     failed.then(|| (Instant::now() + periods.retry, health_checks(&services)));
                 if config.conntrack_cleanup {

@@ -5,6 +5,7 @@ pub mod admin;
 pub mod config;
 pub mod daemon;
 pub mod debug;
+pub mod engine;
 pub mod health;
 pub mod manifest_source;
 pub mod manifests;
