@@ -10,7 +10,7 @@ use crate::runner::Runner;
 use crate::state::{Pending, Shared, SourceKind};
 use crate::sync::SyncReport;
 use anyhow::{Context, Result};
-use model::{IpFamily, NodeConfig, NodeServices};
+use model::{node_view, ClusterView, IpFamily, NodeConfig, NodeServices};
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
@@ -198,22 +198,20 @@ async fn sync_loop(
         let work = shared.take_pending();
         let mut e = engine.take().context("the engine is gone")?;
         let computed = shared.with_view(|v| e.compute(v, &work));
+        let services = e
+            .services()
+            .cloned()
+            .unwrap_or_else(|| node_view(&ClusterView::new(), node_config));
         // Each invalid object is reported once (when it appears), not at every sync; the
         // invalid-objects metric keeps counting it.
-        let errors: BTreeSet<String> = computed
-            .services
-            .errors
-            .iter()
-            .map(ToString::to_string)
-            .collect();
-        for error in &computed.services.errors {
+        let errors: BTreeSet<String> = services.errors.iter().map(ToString::to_string).collect();
+        for error in &services.errors {
             if !reported.contains(&error.to_string()) {
                 tracing::warn!(reason = error.reason(), "{error}");
             }
         }
         reported = errors;
-        let services = computed.services.clone();
-        let full = due.full || e.needs_full();
+        let full = due.full;
         let (e, result) = tokio::task::spawn_blocking(move || {
             let result = e.commit(computed, full);
             (e, result)
@@ -222,10 +220,10 @@ async fn sync_loop(
         .context("the sync task panicked")?;
         engine = Some(e);
         let ok = result.is_ok();
-        runner.record(started, full, ok);
+        runner.record(started, result.as_ref().map_or(full, |r| r.full), ok);
         match result {
             Ok(report) => {
-                let failed = after_sync(out, &work, &services, &report.sync, full, started);
+                let failed = after_sync(out, &work, &services, &report.sync, report.full, started);
                 health_retry =
                     failed.then(|| (Instant::now() + periods.retry, health_checks(&services)));
                 if config.conntrack_cleanup {

@@ -1,11 +1,15 @@
 //! The sync engine: from the cluster view and the set of changed Services to a committed
-//! transaction. It owns the kernel backend (through [`Syncer`]) and what it computed last, so a
-//! partial sync only recomputes what changed.
+//! transaction. It keeps what it computed and committed last, so a partial sync recomputes only
+//! the changed Services (`model::update_node_view`, `ruleset::DesiredState::update`) and sends
+//! only their changes, without reading the kernel. A full sync (the first one, after any
+//! failure, when the Node or the configuration changed, when Services conflict, and when the
+//! runner asks) recomputes everything and plans against the kernel's tables read back.
 
 use crate::state::Pending;
-use crate::sync::{SyncError, SyncReport, Syncer};
-use model::{node_view, ClusterView, NodeConfig, NodeServices};
-use nft::Backend;
+use crate::sync::{sync_once, SyncError, SyncReport};
+use model::{node_view, update_node_view, ClusterView, NodeConfig, NodeServices, ServicePortView};
+use nft::{ApplyError, Backend};
+use ruleset::{DesiredState, Transaction};
 use std::time::{Duration, Instant};
 
 /// What one engine sync did.
@@ -13,18 +17,44 @@ use std::time::{Duration, Instant};
 pub struct EngineReport {
     /// The kernel part: operations, read, plan and apply times.
     pub sync: SyncReport,
-    /// Time to compute the node's services and desired ruleset.
+    /// Time to compute the node's services and the change of the desired ruleset.
     pub compute: Duration,
     /// Whether the kernel was read back (a full sync).
     pub full: bool,
+    /// Whether only the changed Services were recomputed.
+    pub incremental: bool,
+}
+
+/// What the engine computed and has not committed yet.
+#[derive(Debug)]
+pub struct Computed {
+    /// The transaction of a partial sync (None: plan against the kernel's tables).
+    partial: Option<Transaction>,
+    /// How long computing took.
+    pub took: Duration,
+}
+
+impl Computed {
+    /// Whether only the changed Services were recomputed.
+    pub fn incremental(&self) -> bool {
+        self.partial.is_some()
+    }
+}
+
+/// What the engine computed last: the model's view and the desired ruleset, with per-element
+/// contribution counts.
+struct Cache {
+    services: NodeServices,
+    desired: DesiredState,
 }
 
 /// Turns cluster state into committed rules.
 pub struct Engine {
     node_config: NodeConfig,
     options: ruleset::Options,
-    syncer: Syncer,
-    services: Option<NodeServices>,
+    backend: Box<dyn Backend>,
+    /// Present while the kernel holds what it describes (after a successful commit).
+    cache: Option<Cache>,
 }
 
 impl Engine {
@@ -34,53 +64,105 @@ impl Engine {
         options: ruleset::Options,
         backend: Box<dyn Backend>,
     ) -> Engine {
-        let syncer = Syncer::new(backend, options.table_name.clone());
         Engine {
             node_config,
             options,
-            syncer,
-            services: None,
+            backend,
+            cache: None,
         }
     }
 
-    /// Whether the next sync reads the kernel back anyway (first sync, or after a failure).
+    /// Whether the next sync recomputes everything and reads the kernel back anyway (first
+    /// sync, or after a failure).
     pub fn needs_full(&self) -> bool {
-        self.syncer.needs_full()
+        self.cache.is_none()
     }
 
-    /// What the last successful sync programmed.
+    /// What the last computation found (the model's view of every service-port).
     pub fn services(&self) -> Option<&NodeServices> {
-        self.services.as_ref()
+        self.cache.as_ref().map(|c| &c.services)
     }
 
-    /// Computes what this node does for `view`: the model's view of every service-port and
-    /// the desired ruleset. `pending` says which Services changed since the last sync. Pure
-    /// and quick; call it while holding the view.
+    /// Computes the change: only the `pending` Services when the engine knows what the kernel
+    /// holds and nothing node-wide changed; everything otherwise. Pure; call it while holding
+    /// the view.
     pub fn compute(&mut self, view: &ClusterView, pending: &Pending) -> Computed {
-        let _ = pending;
         let started = Instant::now();
-        let services = node_view(view, &self.node_config);
-        let desired = ruleset::desired(&services, &self.options);
+        let partial = match self.cache.as_mut() {
+            Some(cache) if !pending.all => partial(view, &self.node_config, cache, pending),
+            _ => None,
+        };
+        if partial.is_none() {
+            let services = node_view(view, &self.node_config);
+            let desired = DesiredState::new(&services, &self.options);
+            self.cache = Some(Cache { services, desired });
+        }
         Computed {
-            services,
-            desired,
+            partial,
             took: started.elapsed(),
         }
     }
 
-    /// Commits what [`Engine::compute`] produced: plans against the last applied ruleset, or
-    /// against the kernel's tables read back when `full` (or when the engine has no last
-    /// applied ruleset). Blocking (netlink): run it off the async runtime. On failure nothing
-    /// is remembered, and the next sync is full.
+    /// Commits what [`Engine::compute`] produced: the partial transaction as is, or (for a
+    /// full sync, when `full` asks for one, or when the outcome of the partial one is unknown)
+    /// a plan against the kernel's tables read back. Blocking (netlink): run it off the async
+    /// runtime. On failure the engine forgets what it knew, so the next sync is full.
     pub fn commit(&mut self, computed: Computed, full: bool) -> Result<EngineReport, SyncError> {
-        let full = full || self.syncer.needs_full();
-        let sync = self.syncer.sync(&computed.desired, full)?;
-        self.services = Some(computed.services);
-        Ok(EngineReport {
-            sync,
-            compute: computed.took,
-            full,
-        })
+        let Some(cache) = &self.cache else {
+            return Err(SyncError::Apply {
+                operations: 0,
+                source: ApplyError::OutcomeUnknown {
+                    reason: "nothing was computed".into(),
+                },
+            });
+        };
+        let incremental = computed.partial.is_some();
+        let result = match computed.partial {
+            Some(txn) if !full => {
+                let started = Instant::now();
+                match self.backend.apply(&txn) {
+                    Ok(()) => Ok((
+                        SyncReport {
+                            backend: self.backend.name(),
+                            operations: txn.len(),
+                            services: txn.services(),
+                            read: Duration::ZERO,
+                            plan: Duration::ZERO,
+                            apply: started.elapsed(),
+                        },
+                        false,
+                    )),
+                    Err(ApplyError::OutcomeUnknown { reason }) => {
+                        tracing::warn!(%reason, "outcome of the transaction unknown; reading the tables again");
+                        let table = &self.options.table_name;
+                        sync_once(self.backend.as_ref(), table, cache.desired.ruleset())
+                            .map(|r| (r, true))
+                    }
+                    Err(source) => Err(SyncError::Apply {
+                        operations: txn.len(),
+                        source,
+                    }),
+                }
+            }
+            _ => sync_once(
+                self.backend.as_ref(),
+                &self.options.table_name,
+                cache.desired.ruleset(),
+            )
+            .map(|r| (r, true)),
+        };
+        match result {
+            Ok((sync, full)) => Ok(EngineReport {
+                sync,
+                compute: computed.took,
+                full,
+                incremental,
+            }),
+            Err(e) => {
+                self.cache = None;
+                Err(e)
+            }
+        }
     }
 
     /// [`Engine::compute`] then [`Engine::commit`].
@@ -95,13 +177,178 @@ impl Engine {
     }
 }
 
-/// The result of [`Engine::compute`].
-#[derive(Debug, Clone)]
-pub struct Computed {
-    /// What this node does for every service-port.
-    pub services: NodeServices,
-    /// The ruleset that does it.
-    pub desired: ruleset::Ruleset,
-    /// How long computing took.
-    pub took: Duration,
+/// The partial transaction for the pending Services, updating the cache; None when only a full
+/// computation gives the right answer (the cache is then stale and is replaced).
+fn partial(
+    view: &ClusterView,
+    config: &NodeConfig,
+    cache: &mut Cache,
+    pending: &Pending,
+) -> Option<Transaction> {
+    let dirty = &pending.services;
+    let views = |services: &NodeServices| -> Vec<ServicePortView> {
+        [&services.ipv4, &services.ipv6]
+            .into_iter()
+            .flat_map(|f| f.ports.values())
+            .filter(|v| dirty.contains(&v.name.service))
+            .cloned()
+            .collect()
+    };
+    let old = views(&cache.services);
+    update_node_view(view, config, &mut cache.services, dirty).ok()?;
+    let new = views(&cache.services);
+    let old_refs: Vec<&ServicePortView> = old.iter().collect();
+    let new_refs: Vec<&ServicePortView> = new.iter().collect();
+    Some(cache.desired.update(&cache.services, &old_refs, &new_refs))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use model::fixtures::{ep, node_config, service, slice};
+    use nft::ReadError;
+    use ruleset::Ruleset;
+    use std::collections::BTreeSet;
+    use std::sync::{Arc, Mutex};
+
+    /// A kernel in memory: applies with the planner's own referential checks, counts reads,
+    /// and refuses the next transaction when asked.
+    #[derive(Default)]
+    struct MemoryKernel {
+        /// (ruleset, reads, refuse the next apply, operations applied)
+        state: Mutex<(Ruleset, usize, bool, usize)>,
+    }
+
+    struct Shared(Arc<MemoryKernel>);
+
+    impl Backend for Shared {
+        fn name(&self) -> &'static str {
+            "memory"
+        }
+        fn apply(&self, txn: &Transaction) -> Result<(), ApplyError> {
+            let mut s = self.0.state.lock().expect("lock");
+            if std::mem::take(&mut s.2) {
+                return Err(ApplyError::Rejected {
+                    failures: Vec::new(),
+                });
+            }
+            s.3 += txn.len();
+            s.0.apply(txn).map_err(|e| ApplyError::Rejected {
+                failures: vec![nft::OpFailure {
+                    op: "apply".into(),
+                    service: None,
+                    error: e.to_string(),
+                }],
+            })
+        }
+        fn read(&self, _table: &str) -> Result<Ruleset, ReadError> {
+            let mut s = self.0.state.lock().expect("lock");
+            s.1 += 1;
+            Ok(s.0.clone())
+        }
+    }
+
+    fn view(endpoint: &str) -> ClusterView {
+        ClusterView::from_objects(
+            [
+                service("default", "web", "10.96.0.10")
+                    .port("http", "TCP", 80)
+                    .build(),
+                service("default", "api", "10.96.0.11")
+                    .port("http", "TCP", 80)
+                    .build(),
+            ],
+            [
+                slice("default", "web-1", "web", "IPv4")
+                    .port("http", "TCP", 8080)
+                    .endpoint(ep(endpoint, "node-a"))
+                    .build(),
+                slice("default", "api-1", "api", "IPv4")
+                    .port("http", "TCP", 8080)
+                    .endpoint(ep("10.244.2.9", "node-b"))
+                    .build(),
+            ],
+            None,
+            "node-a",
+        )
+    }
+
+    fn pending(services: &[&str]) -> Pending {
+        Pending {
+            services: services
+                .iter()
+                .map(|s| model::ServiceRef::new("default", s))
+                .collect::<BTreeSet<_>>(),
+            ..Pending::default()
+        }
+    }
+
+    #[test]
+    fn partial_syncs_send_only_the_change_and_failures_force_a_full_one() {
+        let kernel = Arc::new(MemoryKernel::default());
+        let reads = || kernel.state.lock().expect("lock").1;
+        let options = ruleset::Options::default();
+        let mut engine = Engine::new(
+            node_config(),
+            options.clone(),
+            Box::new(Shared(kernel.clone())),
+        );
+        assert!(engine.needs_full());
+
+        let first = view("10.244.1.5");
+        let report = engine
+            .sync(&first, &Pending::default(), false)
+            .expect("first");
+        assert!(report.full && !report.incremental && report.sync.operations > 0);
+        assert_eq!(reads(), 1, "the first sync reads the kernel");
+
+        // One endpoint of web changes: only web is recomputed, nothing is read back.
+        let second = view("10.244.1.6");
+        let report = engine
+            .sync(&second, &pending(&["web"]), false)
+            .expect("partial");
+        assert!(report.incremental && !report.full);
+        assert_eq!(reads(), 1, "a partial sync does not read the kernel");
+        assert_eq!(report.sync.services, vec!["default/web".to_owned()]);
+        let want = ruleset::desired(&node_view(&second, &node_config()), &options);
+        assert!(kernel.state.lock().expect("lock").0 == want);
+
+        // Nothing changed: nothing sent.
+        let report = engine
+            .sync(&second, &pending(&["api"]), false)
+            .expect("idle");
+        assert_eq!(report.sync.operations, 0);
+
+        // A refused transaction: the next sync is full and repairs.
+        kernel.state.lock().expect("lock").2 = true;
+        let third = view("10.244.1.7");
+        assert!(engine.sync(&third, &pending(&["web"]), false).is_err());
+        assert!(engine.needs_full());
+        let report = engine
+            .sync(&third, &pending(&["web"]), false)
+            .expect("retry");
+        assert!(report.full);
+        assert_eq!(reads(), 2);
+        let want = ruleset::desired(&node_view(&third, &node_config()), &options);
+        assert!(kernel.state.lock().expect("lock").0 == want);
+    }
+
+    #[test]
+    fn a_node_wide_change_recomputes_everything() {
+        let kernel = Arc::new(MemoryKernel::default());
+        let mut engine = Engine::new(
+            node_config(),
+            ruleset::Options::default(),
+            Box::new(Shared(kernel)),
+        );
+        engine
+            .sync(&view("10.244.1.5"), &Pending::default(), false)
+            .expect("first");
+        let all = Pending {
+            all: true,
+            ..Pending::default()
+        };
+        let computed = engine.compute(&view("10.244.1.5"), &all);
+        assert!(!computed.incremental());
+    }
 }

@@ -17,6 +17,9 @@ use k8s_openapi::api::discovery::v1::EndpointSlice;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
+mod incremental;
+pub use incremental::{update_node_view, NeedsFull};
+
 /// The zone label of Nodes.
 const ZONE_LABEL: &str = "topology.kubernetes.io/zone";
 

@@ -22,6 +22,7 @@ use crate::types::{
 use model::{
     Action, Endpoint, EndpointSet, ExternalDispatch, FamilyServices, NodeServices, ServicePortView,
 };
+use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 /// Names of the fixed sets, maps and chains.
@@ -68,6 +69,9 @@ impl Options {
     }
 }
 
+/// The comment of our tables.
+pub(crate) const TABLE_COMMENT: &str = "rules for kube-nftproxy";
+
 /// The desired ruleset: one table per family.
 pub fn desired(services: &NodeServices, options: &Options) -> Ruleset {
     let mut ruleset = Ruleset::default();
@@ -83,14 +87,7 @@ pub fn desired(services: &NodeServices, options: &Options) -> Ruleset {
 
 /// The desired table of one family.
 pub fn desired_table(fam: &FamilyServices, options: &Options) -> Table {
-    let mut b = Builder {
-        family: fam.family.into(),
-        mark: options.mark(),
-        table: Table {
-            comment: Some("rules for kube-nftproxy".into()),
-            ..Table::default()
-        },
-    };
+    let mut b = Builder::new(fam, options);
     b.fixed(fam);
     for view in fam.ports.values() {
         b.service_port(view, fam);
@@ -98,10 +95,54 @@ pub fn desired_table(fam: &FamilyServices, options: &Options) -> Table {
     b.table
 }
 
+/// The desired table of one family, and how many service-ports contribute each element (the
+/// table's fixed elements are not counted).
+pub(crate) fn desired_table_counted(
+    fam: &FamilyServices,
+    options: &Options,
+) -> (Table, BTreeMap<(String, ElemKey), u32>) {
+    let mut b = Builder::new(fam, options);
+    b.fixed(fam);
+    b.counts = Some(BTreeMap::new());
+    for view in fam.ports.values() {
+        b.service_port(view, fam);
+    }
+    (b.table, b.counts.unwrap_or_default())
+}
+
+/// What one service-port adds to its family's table: its chains, its sets (session affinity),
+/// and its elements of the table's sets and maps.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub(crate) struct Fragment {
+    pub(crate) chains: BTreeMap<String, Chain>,
+    pub(crate) sets: BTreeMap<String, Set>,
+    pub(crate) elements: Vec<(String, ElemKey, ElemValue)>,
+}
+
+/// The fragment of one service-port (`fam` gives the node-level facts it depends on).
+pub(crate) fn port_fragment(
+    view: &ServicePortView,
+    fam: &FamilyServices,
+    options: &Options,
+) -> Fragment {
+    let mut b = Builder::new(fam, options);
+    b.record = Some(Vec::new());
+    b.service_port(view, fam);
+    Fragment {
+        chains: b.table.chains,
+        sets: b.table.sets,
+        elements: b.record.unwrap_or_default(),
+    }
+}
+
 struct Builder {
     family: Family,
     mark: u32,
     table: Table,
+    /// Counting contributions to elements (see [`desired_table_counted`]).
+    counts: Option<BTreeMap<(String, ElemKey), u32>>,
+    /// Recording elements instead of adding them (see [`port_fragment`]).
+    record: Option<Vec<(String, ElemKey, ElemValue)>>,
 }
 
 fn goto(chain: &str) -> Expr {
@@ -113,6 +154,19 @@ fn jump(chain: &str) -> Expr {
 }
 
 impl Builder {
+    fn new(fam: &FamilyServices, options: &Options) -> Builder {
+        Builder {
+            family: fam.family.into(),
+            mark: options.mark(),
+            table: Table {
+                comment: Some(TABLE_COMMENT.into()),
+                ..Table::default()
+            },
+            counts: None,
+            record: None,
+        }
+    }
+
     fn set(&mut self, name: &str, key: Vec<KeyType>, verdict_map: bool, comment: &str) {
         let spec = SetSpec {
             key,
@@ -149,10 +203,17 @@ impl Builder {
         verdict: Option<Verdict>,
         comment: Option<String>,
     ) {
+        let key = ElemKey(key);
+        let value = ElemValue { verdict, comment };
+        if let Some(record) = &mut self.record {
+            record.push((set.to_owned(), key, value));
+            return;
+        }
         if let Some(s) = self.table.sets.get_mut(set) {
-            s.elements
-                .entry(ElemKey(key))
-                .or_insert(ElemValue { verdict, comment });
+            if let Some(counts) = &mut self.counts {
+                *counts.entry((set.to_owned(), key.clone())).or_default() += 1;
+            }
+            s.elements.entry(key).or_insert(value);
         }
     }
 

@@ -13,6 +13,7 @@
 mod apply;
 mod desired;
 mod format;
+mod incremental;
 mod names;
 mod plan;
 mod render;
@@ -25,6 +26,7 @@ mod tests;
 
 pub use apply::ApplyError;
 pub use desired::{desired, desired_table, Options};
+pub use incremental::DesiredState;
 pub use names::{chain_name, ChainKind};
 pub use plan::plan;
 pub use render::{render, render_table};

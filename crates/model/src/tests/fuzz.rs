@@ -705,3 +705,102 @@ proptest! {
         prop_assert_eq!(&node_view(&incremental, &input.config), &out);
     }
 }
+
+/// Applies `to`'s objects over a view of `from` (deleting what `to` lacks), returning the
+/// Services the changes touched, as the agent's state does.
+fn change_view(view: &mut ClusterView, from: &Input, to: &Input) -> BTreeSet<crate::ServiceRef> {
+    let mut dirty = BTreeSet::new();
+    let keys: BTreeSet<(String, String)> = to
+        .slices
+        .iter()
+        .map(|s| {
+            (
+                s.metadata
+                    .namespace
+                    .clone()
+                    .unwrap_or_else(|| "default".into()),
+                s.metadata.name.clone().unwrap_or_default(),
+            )
+        })
+        .collect();
+    for (ns, name) in view.slice_keys() {
+        if !keys.contains(&(ns.clone(), name.clone())) {
+            dirty.extend(view.remove_slice(&ns, &name));
+        }
+    }
+    for key in view.service_keys() {
+        let kept = to.services.iter().any(|s| {
+            s.metadata.name.as_deref() == Some(key.name.as_str())
+                && s.metadata.namespace.as_deref().unwrap_or("default") == key.namespace
+        });
+        if !kept {
+            view.remove_service(&key);
+            dirty.insert(key);
+        }
+    }
+    for svc in &to.services {
+        let unchanged = from.services.contains(svc);
+        let key = view.upsert_service(svc.clone());
+        if !unchanged {
+            dirty.insert(key);
+        }
+    }
+    for slice in &to.slices {
+        if !from.slices.contains(slice) {
+            dirty.extend(view.upsert_slice(slice.clone()));
+        }
+    }
+    dirty
+}
+
+fn sorted_errors(out: &NodeServices) -> Vec<String> {
+    let mut errors: Vec<String> = out.errors.iter().map(ToString::to_string).collect();
+    errors.sort();
+    errors
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    /// Updating the result for the changed Services only gives what computing everything
+    /// gives (or says it cannot, when Services conflict).
+    #[test]
+    fn an_incremental_update_equals_a_full_computation(a in input(), b in input()) {
+        let node_name = a.config.node_name.clone();
+        let mut view = ClusterView::from_objects(
+            a.services.clone(),
+            a.slices.clone(),
+            [a.node.clone()],
+            &node_name,
+        );
+        let mut services = node_view(&view, &a.config);
+        let dirty = change_view(&mut view, &a, &b);
+        let full = node_view(&view, &a.config);
+        match crate::update_node_view(&view, &a.config, &mut services, &dirty) {
+            Ok(()) => {
+                prop_assert_eq!(&services.ipv4, &full.ipv4);
+                prop_assert_eq!(&services.ipv6, &full.ipv6);
+                prop_assert_eq!(sorted_errors(&services), sorted_errors(&full));
+            }
+            Err(crate::NeedsFull::Conflict) => {
+                let conflict = |out: &NodeServices| out.errors.iter().any(|e| {
+                    matches!(e.problem, crate::Problem::ConflictingDestination { .. })
+                });
+                // Only when there is (or was) a conflict: then the caller recomputes.
+                let before = node_view(
+                    &ClusterView::from_objects(a.services.clone(), a.slices.clone(), [a.node.clone()], &node_name),
+                    &a.config,
+                );
+                prop_assert!(conflict(&full) || conflict(&before) || has_shared_destination(&full));
+            }
+        }
+    }
+}
+
+/// Two service-ports with one destination in the full result (a conflict the full computation
+/// resolved, which the incremental one declines to).
+fn has_shared_destination(out: &NodeServices) -> bool {
+    out.errors
+        .iter()
+        .any(|e| matches!(e.problem, crate::Problem::ConflictingDestination { .. }))
+}

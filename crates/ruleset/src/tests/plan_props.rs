@@ -209,7 +209,14 @@ impl ClusterSpec {
         config
     }
 
-    fn ruleset(&self) -> Ruleset {
+    fn options(&self) -> Options {
+        Options {
+            masquerade_bit: self.masquerade_bit,
+            ..Options::default()
+        }
+    }
+
+    fn node_services(&self) -> model::NodeServices {
         let mut services = Vec::new();
         let mut slices = Vec::new();
         for s in &self.services {
@@ -217,11 +224,11 @@ impl ClusterSpec {
             services.push(svc);
             slices.extend(sl);
         }
-        let options = Options {
-            masquerade_bit: self.masquerade_bit,
-            ..Options::default()
-        };
-        desired(&compute(&self.config(), &services, &slices), &options)
+        compute(&self.config(), &services, &slices)
+    }
+
+    fn ruleset(&self) -> Ruleset {
+        desired(&self.node_services(), &self.options())
     }
 }
 
@@ -579,4 +586,79 @@ fn plan_removes_an_obsolete_map_and_the_chain_its_elements_target() {
     );
     table.sets.insert("old-map".into(), old);
     super::planned(&have, &want);
+}
+
+/// The views of the service-ports of `dirty` Services, both families.
+fn views_of<'a>(
+    services: &'a model::NodeServices,
+    dirty: &BTreeSet<model::ServiceRef>,
+) -> Vec<&'a model::ServicePortView> {
+    [&services.ipv4, &services.ipv6]
+        .into_iter()
+        .flat_map(|f| f.ports.values())
+        .filter(|v| dirty.contains(&v.name.service))
+        .collect()
+}
+
+/// The Services whose service-ports differ between two results.
+fn changed_services(
+    a: &model::NodeServices,
+    b: &model::NodeServices,
+) -> BTreeSet<model::ServiceRef> {
+    let mut all: BTreeSet<model::ServiceRef> = BTreeSet::new();
+    for (x, y) in [(a, b), (b, a)] {
+        for (fx, fy) in [(&x.ipv4, &y.ipv4), (&x.ipv6, &y.ipv6)] {
+            for (name, view) in &fx.ports {
+                if fy.ports.get(name) != Some(view) {
+                    all.insert(name.service.clone());
+                }
+            }
+        }
+    }
+    all
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    /// The incremental desired state, updated for the changed Services only, equals the full
+    /// desired ruleset, and its transaction carries the old ruleset to the new one.
+    #[test]
+    fn incremental_updates_equal_the_full_desired_ruleset(
+        a in cluster_spec(),
+        mutations in prop::collection::vec(mutation(), 1..4),
+        extra in any::<Index>(),
+    ) {
+        let options = a.options();
+        let before = a.node_services();
+        let mut state = crate::DesiredState::new(&before, &options);
+        prop_assert!(state.ruleset() == &desired(&before, &options), "counted build differs");
+
+        let mut b = a.clone();
+        for m in &mutations {
+            // A node-level change is a full recomputation, not an incremental one.
+            prop_assume!(!matches!(m, Mutation::Config(..)));
+            m.apply(&mut b);
+        }
+        let after = b.node_services();
+        let mut dirty = changed_services(&before, &after);
+        // A Service marked dirty without a change must cost nothing and break nothing.
+        if let Some(s) = a.services.get(extra.index(a.services.len())) {
+            dirty.insert(model::ServiceRef::new(s.namespace(), &s.name()));
+        }
+        let txn = state.update(&after, &views_of(&before, &dirty), &views_of(&after, &dirty));
+        let want = desired(&after, &options);
+        prop_assert!(
+            state.ruleset() == &want,
+            "incremental state\n{}\ninstead of\n{}",
+            render(state.ruleset()),
+            render(&want)
+        );
+        let mut got = desired(&before, &options);
+        if let Err(e) = got.apply(&txn) {
+            return Err(TestCaseError::fail(format!("the transaction does not apply: {e}\n{}", txn.render())));
+        }
+        prop_assert!(got == want, "the transaction gives\n{}\ninstead of\n{}\ntxn:\n{}", render(&got), render(&want), txn.render());
+        prop_assert_eq!(txn.len(), plan(&desired(&before, &options), &want).len());
+    }
 }
