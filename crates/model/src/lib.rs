@@ -35,5 +35,6 @@ pub use policy::{
     Action, EndpointSet, EntryPoint, ExternalDispatch, Source, TrafficPolicy, Verdict,
 };
 pub use view::{
-    node_view, update_node_view, ClusterView, NeedsFull, FamilyServices, HealthCheck, NodeServices, ServicePortView,
+    node_view, update_node_view, ClusterView, FamilyServices, HealthCheck, NeedsFull, NodeServices,
+    ServicePortView,
 };
