@@ -189,8 +189,7 @@ fn partial(
     let views = |services: &NodeServices| -> Vec<ServicePortView> {
         [&services.ipv4, &services.ipv6]
             .into_iter()
-            .flat_map(|f| f.ports.values())
-            .filter(|v| dirty.contains(&v.name.service))
+            .flat_map(|f| dirty.iter().flat_map(move |svc| f.service_ports(svc)))
             .cloned()
             .collect()
     };

@@ -279,6 +279,22 @@ fn serialize_display_keys<K: std::fmt::Display, V: serde::Serialize, S: serde::S
 }
 
 impl FamilyServices {
+    /// The service-ports of one Service (a range of the ordered map: logarithmic, not a scan).
+    pub fn service_ports<'a>(
+        &'a self,
+        service: &'a ServiceRef,
+    ) -> impl Iterator<Item = &'a ServicePortView> + 'a {
+        let from = ServicePortName {
+            service: service.clone(),
+            port_name: String::new(),
+            protocol: crate::Protocol::Tcp,
+        };
+        self.ports
+            .range(from..)
+            .take_while(move |(name, _)| &name.service == service)
+            .map(|(_, view)| view)
+    }
+
     fn new(family: IpFamily) -> Self {
         FamilyServices {
             family,

@@ -36,8 +36,13 @@ pub fn update_node_view(
     // Forget the dirty Services: their ports, health checks and errors (their own, their
     // slices', slices that are gone), and the unjoinable slices (collected again below).
     for fam in [&mut services.ipv4, &mut services.ipv6] {
-        fam.ports.retain(|name, _| !dirty.contains(&name.service));
-        fam.health_checks.retain(|svc, _| !dirty.contains(svc));
+        for svc in dirty {
+            let names: Vec<_> = fam.service_ports(svc).map(|v| v.name.clone()).collect();
+            for name in names {
+                fam.ports.remove(&name);
+            }
+            fam.health_checks.remove(svc);
+        }
     }
     services.errors.retain(|e| match e.object.kind {
         ObjectKind::Service => {
