@@ -1,19 +1,30 @@
-//! The agent's configuration: built-in defaults < config file < `KUBE_NFTPROXY_*` environment <
-//! command-line flags (figment). Unknown keys and bad values are errors that name the key and
-//! where its value came from.
+//! The agent's configuration: built-in defaults < kube-proxy's configuration file (when
+//! `kube_proxy_config` names one) < config file < `KUBE_NFTPROXY_*` environment < command-line
+//! flags (figment). Unknown keys and bad values are errors that name the key and where its value
+//! came from; [`Loaded::origins`] says where every effective value came from.
 
-use figment::providers::{Env, Format, Serialized, Toml};
-use figment::Figment;
+use crate::kube_proxy_config::{self, KubeProxyConfig, KubeProxyConfigError, ProxyMode};
+use figment::providers::{Env, Format, Toml};
+use figment::value::{Dict, Map as FigmentMap};
+use figment::{Figment, Metadata, Profile, Provider};
 use ipnet::IpNet;
 use model::{NodeConfig, NodePortAddresses};
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::net::IpAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// The config file read when `--config` is not given (skipped when absent).
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/kube-nftproxy/config.toml";
 /// The prefix of configuration environment variables.
 pub const ENV_PREFIX: &str = "KUBE_NFTPROXY_";
+
+/// The name of the built-in defaults' layer (figment metadata).
+const DEFAULTS_LAYER: &str = "built-in defaults";
+/// The name of the kube-proxy configuration's layer.
+const KUBE_PROXY_LAYER: &str = "kube-proxy configuration";
+/// The name of the command-line flags' layer.
+const FLAGS_LAYER: &str = "command-line flags";
 
 /// Every configuration key, with its default. `config/kube-nftproxy.toml` documents each one.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -25,6 +36,9 @@ pub struct Config {
     pub node_ips: Vec<IpAddr>,
     /// The cluster's pod CIDRs (one per family), to tell pod traffic from other traffic.
     pub cluster_cidrs: Vec<IpNet>,
+    /// How pod traffic is told apart: by `cluster_cidrs` (`ClusterCIDR`) or by this Node's
+    /// `spec.podCIDRs` (`NodeCIDR`), as kube-proxy's `detectLocalMode`.
+    pub detect_local_mode: DetectLocalMode,
     /// Which node addresses accept NodePorts: `["primary"]`, or CIDRs.
     pub node_port_addresses: Vec<String>,
     /// Masquerade all ClusterIP traffic.
@@ -51,6 +65,20 @@ pub struct Config {
     pub api_server: String,
     /// Delete the conntrack entries of UDP flows whose endpoint went away.
     pub conntrack_cleanup: bool,
+    /// kube-proxy's configuration file (`KubeProxyConfiguration`) to take settings from, below
+    /// this configuration; empty: none.
+    pub kube_proxy_config: String,
+}
+
+/// How pod traffic is told apart from other traffic (kube-proxy's `detectLocalMode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum DetectLocalMode {
+    /// Sources inside `cluster_cidrs`.
+    #[serde(rename = "ClusterCIDR")]
+    ClusterCidr,
+    /// Sources inside this Node's `spec.podCIDRs`.
+    #[serde(rename = "NodeCIDR")]
+    NodeCidr,
 }
 
 /// How often the agent syncs.
@@ -90,6 +118,7 @@ impl Default for Config {
             node_name: String::new(),
             node_ips: Vec::new(),
             cluster_cidrs: Vec::new(),
+            detect_local_mode: DetectLocalMode::ClusterCidr,
             node_port_addresses: vec!["primary".into()],
             masquerade_all: false,
             masquerade_bit: 14,
@@ -102,6 +131,7 @@ impl Default for Config {
             kubeconfig: String::new(),
             api_server: String::new(),
             conntrack_cleanup: true,
+            kube_proxy_config: String::new(),
         }
     }
 }
@@ -120,36 +150,295 @@ pub enum ConfigError {
         /// What is wrong.
         reason: String,
     },
+    /// kube-proxy's configuration file cannot be read.
+    #[error(transparent)]
+    KubeProxy(#[from] KubeProxyConfigError),
+    /// kube-proxy's configuration asks for what kube-nftproxy cannot do, changing where packets
+    /// go.
+    #[error(
+        "kube-proxy configuration {}: fields that would change where packets go and that \
+         kube-nftproxy cannot honour:{}",
+        path.display(),
+        fields.iter().map(|f| format!("\n  - {f}")).collect::<String>()
+    )]
+    KubeProxyUnsupported {
+        /// The file.
+        path: PathBuf,
+        /// Each field and why.
+        fields: Vec<String>,
+    },
 }
 
 /// Values given as command-line flags (highest precedence).
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct FlagOverrides {
-    /// `--node`.
+    /// `--node` (`--hostname-override`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub node_name: Option<String>,
     /// `--kubeconfig`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub kubeconfig: Option<String>,
+    /// `--kube-proxy-config`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kube_proxy_config: Option<String>,
+    /// `--cluster-cidr` (comma-separated).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cluster_cidrs: Option<Vec<String>>,
+    /// `--detect-local-mode`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detect_local_mode: Option<String>,
+    /// `--nodeport-addresses` (comma-separated).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub node_port_addresses: Option<Vec<String>>,
+    /// `--masquerade-all`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub masquerade_all: Option<bool>,
+    /// `--healthz-bind-address`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub healthz_bind_address: Option<String>,
+    /// `--metrics-bind-address`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub metrics_bind_address: Option<String>,
 }
 
-/// Loads the configuration from defaults, `file` (or the default path when it exists), the
-/// environment and the flags.
-pub fn load(file: Option<&Path>, flags: &FlagOverrides) -> Result<Config, ConfigError> {
-    let mut figment = Figment::from(Serialized::defaults(Config::default()));
-    match file {
-        Some(path) => figment = figment.merge(Toml::file_exact(path)),
-        None if Path::new(DEFAULT_CONFIG_PATH).exists() => {
-            figment = figment.merge(Toml::file_exact(DEFAULT_CONFIG_PATH))
-        }
-        None => {}
+/// The flag that sets `key` (for [`Loaded::origins`]).
+fn flag_of(key: &str) -> &'static str {
+    match key {
+        "node_name" => "--node (--hostname-override)",
+        "kubeconfig" => "--kubeconfig",
+        "kube_proxy_config" => "--kube-proxy-config",
+        "cluster_cidrs" => "--cluster-cidr",
+        "detect_local_mode" => "--detect-local-mode",
+        "node_port_addresses" => "--nodeport-addresses",
+        "masquerade_all" => "--masquerade-all",
+        "healthz_bind_address" => "--healthz-bind-address",
+        "metrics_bind_address" => "--metrics-bind-address",
+        _ => "a command-line flag",
     }
-    figment = figment
-        .merge(Env::prefixed(ENV_PREFIX))
-        .merge(Serialized::defaults(flags));
+}
+
+/// One layer of the configuration: values under our keys, with a name (and a file) that
+/// figment reports in errors and [`Loaded::origins`] shows.
+struct Layer {
+    name: &'static str,
+    file: Option<PathBuf>,
+    values: serde_json::Value,
+}
+
+impl Provider for Layer {
+    fn metadata(&self) -> Metadata {
+        let metadata = Metadata::named(self.name);
+        match &self.file {
+            Some(path) => metadata.source(path.as_path()),
+            None => metadata,
+        }
+    }
+
+    fn data(&self) -> Result<FigmentMap<Profile, Dict>, figment::Error> {
+        let value = figment::value::Value::serialize(&self.values)?;
+        let dict = value
+            .into_dict()
+            .ok_or_else(|| figment::Error::from(format!("{}: not a dictionary", self.name)))?;
+        Ok(Profile::Default.collect(dict))
+    }
+}
+
+/// The effective configuration, where each value came from, and what happened to kube-proxy's
+/// configuration when one was read.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    /// The configuration.
+    pub config: Config,
+    /// Every key's origin: `default`, `from FILE`, `from KUBE_NFTPROXY_KEY`, `from --flag`,
+    /// `from FIELD in KUBE-PROXY-FILE`.
+    pub origins: BTreeMap<String, String>,
+    /// kube-proxy's configuration, mapped, when `kube_proxy_config` names one.
+    pub kube_proxy: Option<KubeProxyConfig>,
+    /// kube-proxy fields whose key our own configuration sets (ours wins), one line each.
+    pub overridden: Vec<String>,
+}
+
+impl Loaded {
+    /// Logs, once, what became of kube-proxy's configuration: each ignored field with the
+    /// reason, each field overridden by our configuration.
+    pub fn log(&self) {
+        let Some(kube_proxy) = &self.kube_proxy else {
+            return;
+        };
+        let path = kube_proxy.path.display().to_string();
+        tracing::info!(
+            path,
+            mode = %kube_proxy.mode,
+            honoured = kube_proxy.mapped.len(),
+            ignored = kube_proxy.ignored.len(),
+            "read kube-proxy's configuration"
+        );
+        for ignored in &kube_proxy.ignored {
+            tracing::warn!(path, "kube-proxy configuration: ignored {ignored}");
+        }
+        for line in &self.overridden {
+            tracing::info!(path, "kube-proxy configuration: {line}");
+        }
+        if kube_proxy.mode != ProxyMode::Nftables {
+            tracing::info!(
+                mode = %kube_proxy.mode,
+                "kube-proxy in {} mode leaves its rules behind: `kube-nftproxy cleanup --kube-proxy` removes them",
+                kube_proxy.mode
+            );
+        }
+    }
+}
+
+/// Loads the configuration from defaults, kube-proxy's configuration (when `kube_proxy_config`
+/// names one), `file` (or the default path when it exists), the environment and the flags, and
+/// logs what became of kube-proxy's configuration ([`Loaded::log`]).
+pub fn load(file: Option<&Path>, flags: &FlagOverrides) -> Result<Config, ConfigError> {
+    let loaded = load_with_origins(file, flags)?;
+    loaded.log();
+    Ok(loaded.config)
+}
+
+/// [`load`], without logging, also returning where each value came from.
+pub fn load_with_origins(
+    file: Option<&Path>,
+    flags: &FlagOverrides,
+) -> Result<Loaded, ConfigError> {
+    let defaults = Layer {
+        name: DEFAULTS_LAYER,
+        file: None,
+        values: to_json(&Config::default()),
+    };
+    let file = match file {
+        Some(path) => Some(path.to_owned()),
+        None if Path::new(DEFAULT_CONFIG_PATH).exists() => Some(PathBuf::from(DEFAULT_CONFIG_PATH)),
+        None => None,
+    };
+    let ours = |figment: Figment| {
+        let figment = match &file {
+            Some(path) => figment.merge(Toml::file_exact(path)),
+            None => figment,
+        };
+        figment.merge(Env::prefixed(ENV_PREFIX)).merge(Layer {
+            name: FLAGS_LAYER,
+            file: None,
+            values: to_json(flags),
+        })
+    };
+    // Which kube-proxy file (if any): a key of our own layers.
+    let kube_proxy_path = ours(Figment::new())
+        .find_value("kube_proxy_config")
+        .ok()
+        .and_then(|v| v.into_string())
+        .filter(|p| !p.is_empty());
+    let kube_proxy = match kube_proxy_path {
+        Some(path) => Some(kube_proxy_config::read(Path::new(&path))?),
+        None => None,
+    };
+    let mut figment = Figment::from(defaults);
+    if let Some(kp) = &kube_proxy {
+        figment = figment.merge(Layer {
+            name: KUBE_PROXY_LAYER,
+            file: Some(kp.path.clone()),
+            values: serde_json::Value::Object(kp.values()),
+        });
+    }
+    let figment = ours(figment);
     let config: Config = figment.extract().map_err(Box::new)?;
-    config.validate()?;
-    Ok(config)
+    let keys = to_json(&config);
+    let origins: BTreeMap<String, String> = keys
+        .as_object()
+        .map(|o| o.keys().cloned().collect::<Vec<_>>())
+        .unwrap_or_default()
+        .into_iter()
+        .map(|key| {
+            let origin = origin(&figment, &key, kube_proxy.as_ref());
+            (key, origin)
+        })
+        .collect();
+    if let Err(error) = config.validate() {
+        return Err(match error {
+            ConfigError::Invalid { key, reason } => {
+                let from = origins.get(key).cloned().unwrap_or_default();
+                ConfigError::Invalid {
+                    key,
+                    reason: format!("{reason} ({from})"),
+                }
+            }
+            other => other,
+        });
+    }
+    let mut overridden = Vec::new();
+    if let Some(kp) = &kube_proxy {
+        let layer_of = |key: &str| figment.find_metadata(key).map(|m| m.name.to_string());
+        let ours_set = |key: &str| {
+            layer_of(key).is_some_and(|name| name != DEFAULTS_LAYER && name != KUBE_PROXY_LAYER)
+        };
+        let mut errors = Vec::new();
+        for unsupported in &kp.unsupported {
+            match unsupported.unless.filter(|key| ours_set(key)) {
+                Some(key) => overridden.push(format!(
+                    "{} is not honoured, but {key} is set ({}) and replaces it",
+                    unsupported.field,
+                    origins.get(key).cloned().unwrap_or_default()
+                )),
+                None => errors.push(unsupported.to_string()),
+            }
+        }
+        if !errors.is_empty() {
+            return Err(ConfigError::KubeProxyUnsupported {
+                path: kp.path.clone(),
+                fields: errors,
+            });
+        }
+        for mapped in &kp.mapped {
+            if ours_set(mapped.key) {
+                overridden.push(format!(
+                    "{} ({}) is overridden by {} ({})",
+                    mapped.field,
+                    mapped.value,
+                    mapped.key,
+                    origins.get(mapped.key).cloned().unwrap_or_default()
+                ));
+            }
+        }
+    }
+    Ok(Loaded {
+        config,
+        origins,
+        kube_proxy,
+        overridden,
+    })
+}
+
+/// A layer's values as JSON (plain data: this cannot fail).
+fn to_json<T: Serialize>(value: &T) -> serde_json::Value {
+    serde_json::to_value(value).unwrap_or_default()
+}
+
+/// Where `key`'s effective value came from.
+fn origin(figment: &Figment, key: &str, kube_proxy: Option<&KubeProxyConfig>) -> String {
+    let Some(metadata) = figment.find_metadata(key) else {
+        return "default".into();
+    };
+    match metadata.name.as_ref() {
+        DEFAULTS_LAYER => "default".into(),
+        FLAGS_LAYER => format!("from {}", flag_of(key)),
+        KUBE_PROXY_LAYER => match kube_proxy {
+            Some(kp) => format!(
+                "from {} in {}",
+                kp.field_of(key).unwrap_or("kube-proxy's configuration"),
+                kp.path.display()
+            ),
+            None => "from kube-proxy's configuration".into(),
+        },
+        name if name.contains("environment") => {
+            format!("from {ENV_PREFIX}{}", key.to_ascii_uppercase())
+        }
+        name => match metadata.source.as_ref().and_then(|s| s.file_path()) {
+            Some(path) => format!("from {}", path.display()),
+            None => format!("from {name}"),
+        },
+    }
 }
 
 impl Config {
@@ -266,6 +555,7 @@ impl Config {
             node_name: self.effective_node_name(),
             node_ips: self.node_ips.clone(),
             cluster_cidrs: self.cluster_cidrs.clone(),
+            pod_cidrs_from_node: self.detect_local_mode == DetectLocalMode::NodeCidr,
             node_port_addresses: self.node_port_addresses()?,
             masquerade_all: self.masquerade_all,
         })
@@ -299,6 +589,7 @@ mod tests {
             let flags = FlagOverrides {
                 node_name: Some("from-flag".into()),
                 kubeconfig: Some("/from/flag".into()),
+                ..FlagOverrides::default()
             };
             let c = load(Some(Path::new("c.toml")), &flags).expect("load");
             assert_eq!(c.node_name, "from-flag");

@@ -29,9 +29,11 @@ enum Command {
     /// Run the agent: program this node's rules from the API server (or `--manifests`) and keep
     /// them up to date; serve health checks and metrics. `--once --manifests PATH` syncs once.
     Run(run::RunArgs),
-    /// Delete kube-nftproxy's tables (and nothing else) from the kernel.
-    Cleanup(run::ConfigArgs),
-    /// Print the effective configuration (defaults < file < environment < flags) as TOML.
+    /// Delete kube-nftproxy's tables (and nothing else) from the kernel; with `--kube-proxy`,
+    /// what kube-proxy left there instead (its nftables tables, iptables chains, IPVS).
+    Cleanup(run::CleanupArgs),
+    /// Print the effective configuration (defaults < kube-proxy's configuration < file <
+    /// environment < flags) as TOML; `--show-origin` says where each value came from.
     Config(run::ConfigArgs),
 }
 

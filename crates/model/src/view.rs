@@ -345,6 +345,7 @@ pub fn node_view(view: &ClusterView, config: &NodeConfig) -> NodeServices {
         errors: view.unjoinable.values().cloned().collect(),
     };
     let node_ips = node_addresses(view.node.as_ref(), config, &mut out.errors);
+    let pod_cidrs = config.pod_cidrs(view.node.as_ref(), &mut out.errors);
     let zone = view
         .node
         .as_ref()
@@ -359,8 +360,7 @@ pub fn node_view(view: &ClusterView, config: &NodeConfig) -> NodeServices {
             .copied()
             .collect();
         fam.node_port_ips = node_port_ips(&fam.node_ips, &config.node_port_addresses);
-        fam.cluster_cidrs = config
-            .cluster_cidrs
+        fam.cluster_cidrs = pod_cidrs
             .iter()
             .filter(|c| {
                 matches!(
