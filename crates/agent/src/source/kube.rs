@@ -42,6 +42,16 @@ pub enum SourceError {
     /// API server address to fall back to.
     #[error("no API server configuration: {0}")]
     Infer(#[source] kube::config::InferConfigError),
+    /// Credentials were evidently meant to be used (`sign`) but could not be loaded; the agent
+    /// refuses to fall back to an anonymous connection to `api_server`.
+    #[error("{sign}, but no credentials could be loaded from it ({source}); refusing to connect to the API server anonymously")]
+    CredentialsUnusable {
+        /// What shows that credentials were expected.
+        sign: String,
+        /// Why loading them failed.
+        #[source]
+        source: kube::config::InferConfigError,
+    },
     /// The API server address is not an `http://` or `https://` URL.
     #[error("API server address {url:?}: {reason}")]
     ApiServer {
@@ -77,6 +87,17 @@ async fn load_config(
         None => match (Config::infer().await, api_server) {
             (Ok(config), _) => config,
             (Err(error), Some(url)) => {
+                if let Some(sign) = credentials_expected(
+                    |name| std::env::var_os(name),
+                    Path::new(SERVICE_ACCOUNT_TOKEN).exists(),
+                ) {
+                    // Credentials were meant to be found: talking to the API server without
+                    // them would only fail later, with a less clear 401/403.
+                    return Err(SourceError::CredentialsUnusable {
+                        sign,
+                        source: error,
+                    });
+                }
                 tracing::info!(
                     url,
                     reason = %error,
@@ -92,6 +113,25 @@ async fn load_config(
         set_cluster_url(&mut config, url)?;
     }
     Ok(config)
+}
+
+/// Where a pod's service account token is mounted.
+const SERVICE_ACCOUNT_TOKEN: &str = "/var/run/secrets/kubernetes.io/serviceaccount/token";
+
+/// Why credentials were expected although none could be loaded: `$KUBECONFIG` is set, the
+/// in-cluster environment (`KUBERNETES_SERVICE_HOST`) is present, or a service account token is
+/// mounted. `None`: nothing suggests credentials, so an anonymous connection to an explicit
+/// `api_server` is what was asked for (a local or test API server).
+fn credentials_expected(
+    env: impl Fn(&str) -> Option<std::ffi::OsString>,
+    token_mounted: bool,
+) -> Option<String> {
+    for name in ["KUBECONFIG", "KUBERNETES_SERVICE_HOST"] {
+        if env(name).is_some_and(|v| !v.is_empty()) {
+            return Some(format!("${name} is set"));
+        }
+    }
+    token_mounted.then(|| format!("{SERVICE_ACCOUNT_TOKEN} exists"))
 }
 
 /// Replaces the cluster URL with `text`, an `http://` or `https://` URL with a host.
@@ -611,6 +651,29 @@ mod tests {
             .expect("the server finished")
             .expect("the server task");
         assert!(head.starts_with("GET /version "), "{head}");
+    }
+
+    /// Anonymous access is only for an explicit API server with no sign of credentials.
+    #[test]
+    fn credentials_are_expected_from_any_sign_of_them() {
+        use std::ffi::OsString;
+        let none = |_: &str| None::<OsString>;
+        assert_eq!(credentials_expected(none, false), None);
+        let kubeconfig = |n: &str| (n == "KUBECONFIG").then(|| OsString::from("/etc/kc"));
+        assert_eq!(
+            credentials_expected(kubeconfig, false).as_deref(),
+            Some("$KUBECONFIG is set")
+        );
+        let in_cluster =
+            |n: &str| (n == "KUBERNETES_SERVICE_HOST").then(|| OsString::from("10.96.0.1"));
+        assert_eq!(
+            credentials_expected(in_cluster, false).as_deref(),
+            Some("$KUBERNETES_SERVICE_HOST is set")
+        );
+        let empty = |_: &str| Some(OsString::new());
+        assert_eq!(credentials_expected(empty, false), None);
+        assert!(credentials_expected(none, true)
+            .is_some_and(|s| s.contains("serviceaccount/token exists")));
     }
 
     /// Bad inputs are errors that name what is wrong.
