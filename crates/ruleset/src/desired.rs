@@ -6,12 +6,16 @@
 //! |---|---|---|
 //! | `filter-prerouting-pre-dnat` | prerouting, −110 | new connections: `firewall-check` (source ranges) |
 //! | `filter-output-pre-dnat` | output, −110 | the same for the node's own traffic |
-//! | `nat-prerouting` | prerouting, −100 | `services`: DNAT by the verdict maps |
-//! | `nat-output` | output, −100 | the same for the node's own traffic |
+//! | `nat-prerouting` | prerouting, −101 | `services`: DNAT by the verdict maps |
+//! | `nat-output` | output, −101 | the same for the node's own traffic |
 //! | `filter-input` | input, 0 | new connections: no-endpoint drop/reject for NodePorts and services |
 //! | `filter-forward` | forward, 0 | new connections: no-endpoint checks, unknown ClusterIP ports |
 //! | `filter-output` | output, 0 | the same for the node's own traffic |
-//! | `nat-postrouting` | postrouting, 100 | `masquerading`: marked and hairpin connections |
+//! | `nat-postrouting` | postrouting, 99 | `masquerading`: marked and hairpin connections |
+//!
+//! The nat chains run one step before kube-proxy's (dstnat −100, srcnat 100), so that while
+//! both rulesets are in the kernel ours decide every new connection, whichever program
+//! (re)created its chains last ("Beside kube-proxy: the live switch" in the architecture).
 
 use crate::names::{affinity_set_name, chain_name, endpoint_chain_name, ChainKind};
 use crate::rule::{Expr, Rule};
@@ -68,6 +72,13 @@ impl Options {
         1u32 << (self.masquerade_bit % 32)
     }
 }
+
+/// Priority of our DNAT chains: dstnat − 1, just before kube-proxy's (and iptables' `nat`)
+/// dstnat chains. nf_nat runs a hook's nat chains in priority order for a connection's first
+/// packet and stops at the first that sets up a mapping, so while both are loaded ours decide.
+pub(crate) const NAT_DST_PRIORITY: i32 = -101;
+/// Priority of our masquerade chain: srcnat − 1, just before kube-proxy's.
+pub(crate) const NAT_SRC_PRIORITY: i32 = 99;
 
 /// The comment of our tables.
 pub(crate) const TABLE_COMMENT: &str = "rules for kube-nftproxy";
@@ -289,14 +300,14 @@ impl Builder {
             "nat-prerouting",
             Nat,
             Prerouting,
-            -100,
+            NAT_DST_PRIORITY,
             vec![Rule::new(vec![jump(SERVICES)])],
         );
         self.base(
             "nat-output",
             Nat,
             Output,
-            -100,
+            NAT_DST_PRIORITY,
             vec![Rule::new(vec![jump(SERVICES)])],
         );
         self.base(
@@ -325,7 +336,7 @@ impl Builder {
             "nat-postrouting",
             Nat,
             Postrouting,
-            100,
+            NAT_SRC_PRIORITY,
             vec![Rule::new(vec![jump(MASQUERADING)])],
         );
 

@@ -132,6 +132,16 @@ mod tests {
         assert_eq!(priority(ChainType::Nat, Hook::Output, -100), "-100");
         assert_eq!(priority(ChainType::Filter, Hook::Input, 0), "filter");
         assert_eq!(priority(ChainType::Nat, Hook::Postrouting, 100), "srcnat");
+        // Our nat chains, one step before kube-proxy's (nft has no `dstnat` on output).
+        assert_eq!(
+            priority(ChainType::Nat, Hook::Prerouting, -101),
+            "dstnat - 1"
+        );
+        assert_eq!(priority(ChainType::Nat, Hook::Output, -101), "-101");
+        assert_eq!(
+            priority(ChainType::Nat, Hook::Postrouting, 99),
+            "srcnat - 1"
+        );
     }
 
     #[test]

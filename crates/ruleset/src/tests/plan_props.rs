@@ -559,6 +559,51 @@ fn plan_re_adds_a_base_chain_whose_hook_changed() {
     assert_eq!(txn.len(), 4, "{}", txn.render());
 }
 
+/// The upgrade from versions whose nat chains had kube-proxy's priorities (dstnat −100, srcnat
+/// 100): each of the three chains is flushed, deleted, re-added at its new priority and refilled,
+/// in both families and in the one transaction; nothing else is touched.
+#[test]
+fn plan_moves_nat_chains_of_an_older_version_to_their_new_priorities() {
+    let want = sample();
+    let mut have = want.clone();
+    let old = [
+        ("nat-prerouting", -100),
+        ("nat-output", -100),
+        ("nat-postrouting", 100),
+    ];
+    for table in have.tables.values_mut() {
+        for (name, priority) in old {
+            let chain = table.chains.get_mut(name).expect("nat chain");
+            chain.base.as_mut().expect("base chain").priority = priority;
+        }
+    }
+    let txn = super::planned(&have, &want);
+    let mut expected = Vec::new();
+    for family in ["ip", "ip6"] {
+        let t = format!("{family} kube-nftproxy");
+        for (name, _) in old {
+            expected.push(format!("flush chain {t} {name}"));
+            expected.push(format!("delete chain {t} {name}"));
+        }
+        for (name, hook, priority, target) in [
+            ("nat-output", "output", "-101", "services"),
+            ("nat-postrouting", "postrouting", "srcnat - 1", "masquerading"),
+            ("nat-prerouting", "prerouting", "dstnat - 1", "services"),
+        ] {
+            expected.push(format!(
+                "add chain {t} {name} {{ type nat hook {hook} priority {priority}; policy accept; }}"
+            ));
+            expected.push(format!("add rule {t} {name} jump {target}"));
+        }
+    }
+    let mut got = super::lines(&txn);
+    got.sort();
+    expected.sort();
+    assert_eq!(got, expected, "{}", txn.render());
+    // Once moved, nothing more to do.
+    assert!(plan(&want, &want).is_empty());
+}
+
 #[test]
 fn plan_removes_an_obsolete_map_and_the_chain_its_elements_target() {
     let want = sample();
