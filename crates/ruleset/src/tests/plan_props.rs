@@ -587,7 +587,12 @@ fn plan_moves_nat_chains_of_an_older_version_to_their_new_priorities() {
         }
         for (name, hook, priority, target) in [
             ("nat-output", "output", "-101", "services"),
-            ("nat-postrouting", "postrouting", "srcnat - 1", "masquerading"),
+            (
+                "nat-postrouting",
+                "postrouting",
+                "srcnat - 1",
+                "masquerading",
+            ),
             ("nat-prerouting", "prerouting", "dstnat - 1", "services"),
         ] {
             expected.push(format!(
