@@ -197,6 +197,7 @@ for path in \
     "-rw-r--r-- ./etc/kube-nftproxy/config.toml" \
     "-rw-r--r-- ./usr/share/doc/kube-nftproxy/README.md" \
     "-rw-r--r-- ./usr/share/doc/kube-nftproxy/architecture.md" \
+    "-rw-r--r-- ./usr/share/doc/kube-nftproxy/operating.md" \
     "-rw-r--r-- ./usr/share/doc/kube-nftproxy/copyright"; do
     check "deb: contains ${path#* } (${path%% *})" grep -qxF -- "$path" "$tmp/contents"
 done
@@ -311,6 +312,8 @@ echo "# the container image ($containerfile)"
 check "image: runtime base debian:bookworm-slim" grep -qx 'FROM debian:bookworm-slim' "$containerfile"
 check "image: runtime libraries installed" \
     grep -qE 'apt-get install .*libnftnl11 libmnl0' "$containerfile"
+check "image: cleanup --kube-proxy's programs installed (iptables, iproute2, ipvsadm)" \
+    grep -qE '^ +iptables iproute2 ipvsadm \\$' "$containerfile"
 check 'image: ENTRYPOINT ["/usr/bin/kube-nftproxy"]' \
     grep -qxF 'ENTRYPOINT ["/usr/bin/kube-nftproxy"]' "$containerfile"
 check 'image: CMD ["run"]' grep -qxF 'CMD ["run"]' "$containerfile"
