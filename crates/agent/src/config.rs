@@ -54,12 +54,13 @@ pub struct Config {
     pub sync_period_seconds: f64,
     /// Seconds between full syncs (the kernel's tables read back and diffed).
     pub full_sync_period_seconds: f64,
-    /// Where `/healthz` and `/livez` listen.
+    /// Where `/healthz` and `/livez` listen (`0.0.0.0`: both families, see
+    /// [`crate::listen::bind_tcp`]).
     pub healthz_bind_address: String,
     /// Where `/metrics` and `/debug/services` listen; empty: nowhere.
     pub metrics_bind_address: String,
-    /// A kubeconfig file for the API server; empty: the in-cluster environment, then
-    /// `$KUBECONFIG` / `~/.kube/config`.
+    /// A kubeconfig file for the API server; empty: the kubeconfig `$KUBECONFIG` or
+    /// `~/.kube/config` names, else the in-cluster environment.
     pub kubeconfig: String,
     /// The API server's URL, overriding the kubeconfig's and the in-cluster one.
     pub api_server: String,
@@ -136,11 +137,20 @@ impl Default for Config {
     }
 }
 
+/// figment's message without the name of its profile in keys (`for key "default.node_nmae"`
+/// names the key `node_nmae`): the configuration has no profiles, so it would only confuse.
+fn without_profile(error: &figment::Error) -> String {
+    error.to_string().replace(
+        &format!("for key \"{}.", figment::Profile::Default),
+        "for key \"",
+    )
+}
+
 /// A configuration error: which key, what is wrong, where the value came from.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     /// Reading or decoding failed (figment's message names the key and the source).
-    #[error("configuration: {0}")]
+    #[error("configuration: {}", without_profile(.0))]
     Load(#[from] Box<figment::Error>),
     /// A value decoded but is not acceptable.
     #[error("configuration key {key}: {reason}")]
@@ -605,7 +615,7 @@ mod tests {
             let err = load(Some(Path::new("c.toml")), &FlagOverrides::default())
                 .expect_err("unknown key");
             let msg = err.to_string();
-            assert!(msg.contains("node_nmae"), "{msg}");
+            assert!(msg.contains("for key \"node_nmae\""), "{msg}");
             assert!(msg.contains("c.toml"), "{msg}");
             Ok(())
         });

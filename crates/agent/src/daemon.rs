@@ -39,6 +39,18 @@ struct Outputs {
     services: Arc<RwLock<Option<NodeServices>>>,
 }
 
+/// A listener for one of the node's HTTP servers ([`crate::listen::bind_tcp`]: `0.0.0.0` is
+/// both families), logged with the address it got.
+fn tokio_listener(address: std::net::SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    let listener = crate::listen::bind_tcp(address)?;
+    listener.set_nonblocking(true)?;
+    let listener = tokio::net::TcpListener::from_std(listener)?;
+    if let Ok(local) = listener.local_addr() {
+        tracing::info!(configured = %address, listening = %local, "HTTP listener open");
+    }
+    Ok(listener)
+}
+
 /// Runs the agent until SIGTERM or SIGINT.
 pub async fn run(config: Config, source: Source) -> Result<()> {
     let node_config = config.node_config()?;
@@ -55,8 +67,7 @@ pub async fn run(config: Config, source: Source) -> Result<()> {
         Arc::new(move |endpoint, code| metrics.node_health_response(endpoint, code))
     };
     let healthz = config.healthz_address()?;
-    let listener = tokio::net::TcpListener::bind(healthz)
-        .await
+    let listener = tokio_listener(healthz)
         .with_context(|| format!("binding healthz_bind_address {healthz}"))?;
     let router = health::node_router(health.clone(), counted);
     tokio::spawn(async move {
@@ -65,9 +76,8 @@ pub async fn run(config: Config, source: Source) -> Result<()> {
         }
     });
     if let Some(addr) = config.metrics_address()? {
-        let listener = tokio::net::TcpListener::bind(addr)
-            .await
-            .with_context(|| format!("binding metrics_bind_address {addr}"))?;
+        let listener =
+            tokio_listener(addr).with_context(|| format!("binding metrics_bind_address {addr}"))?;
         let router = crate::admin::router(metrics.clone(), services.clone());
         tokio::spawn(async move {
             if let Err(e) = axum::serve(listener, router).await {

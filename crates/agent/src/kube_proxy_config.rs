@@ -394,12 +394,16 @@ fn same_value(value: &Value, default: &Value) -> bool {
 }
 
 /// Appends kube-proxy's default port to an address without one (`0.0.0.0` → `0.0.0.0:10256`,
-/// `::` → `[::]:10256`), as kube-proxy does.
+/// `::` or `[::]` → `[::]:10256`), as kube-proxy does.
 pub fn append_port(address: &str, port: u16) -> String {
     if address.parse::<SocketAddr>().is_ok() {
         return address.to_owned();
     }
-    match parse_ip_sloppy(address) {
+    let bare = address
+        .strip_prefix('[')
+        .and_then(|a| a.strip_suffix(']'))
+        .unwrap_or(address);
+    match parse_ip_sloppy(bare) {
         Some(IpAddr::V4(ip)) => format!("{ip}:{port}"),
         Some(IpAddr::V6(ip)) => format!("[{ip}]:{port}"),
         None => address.to_owned(),
@@ -1349,6 +1353,7 @@ mod tests {
     fn ports_are_appended_as_kube_proxy_does() {
         assert_eq!(append_port("0.0.0.0", 10256), "0.0.0.0:10256");
         assert_eq!(append_port("::", 10256), "[::]:10256");
+        assert_eq!(append_port("[::]", 10256), "[::]:10256");
         assert_eq!(append_port("127.0.0.1:9999", 10249), "127.0.0.1:9999");
         assert_eq!(append_port("[::1]:9999", 10249), "[::1]:9999");
         assert_eq!(append_port("nowhere", 1), "nowhere");

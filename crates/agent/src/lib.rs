@@ -9,6 +9,7 @@ pub mod debug;
 pub mod engine;
 pub mod health;
 pub mod kube_proxy_config;
+pub mod listen;
 pub mod manifest_source;
 pub mod manifests;
 pub mod metrics;
