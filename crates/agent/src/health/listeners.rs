@@ -222,7 +222,7 @@ impl ServiceHealthServer {
                         address = %key.ip(),
                         port = key.port(),
                         %error,
-                        "failed to open the health check listener of the Service; retrying on the next sync"
+                        "failed to open the health check listener of the Service; retrying every sync period"
                     );
                     failures.push(BindFailure {
                         service: answer.service.clone(),
