@@ -206,3 +206,40 @@ fn a_large_first_sync_is_one_transaction_and_reads_back_equal() {
         again.ops.first().map(Op::render)
     );
 }
+
+/// A sync from empty tables in stages of two Services (the kernel takes each stage on top of
+/// the ones before) lists exactly as the same ruleset in one transaction, and a restart over
+/// it applies nothing.
+#[test]
+fn a_sync_from_empty_in_stages_lists_as_one_transaction() {
+    if !require_kernel() {
+        return;
+    }
+    for (manifests, node, rules) in examples() {
+        let sync = |ns: &NetNs, stage_services: usize| {
+            let rules = rules.clone();
+            in_netns(&path(ns), move || {
+                agent::sync::sync_once(&Netlink, "kube-nftproxy", &rules, stage_services)
+            })
+            .unwrap_or_else(|e| panic!("entering {}: {e}", ns.name()))
+            .unwrap_or_else(|e| panic!("{manifests} {node}: {e}"))
+        };
+        let staged = netns("staged");
+        let whole = netns("whole");
+        let report = sync(&staged, 2);
+        let services = plan(&Ruleset::default(), &rules).services().len();
+        assert_eq!(
+            report.transactions(),
+            1 + services.div_ceil(2),
+            "{manifests} {node}: {report}"
+        );
+        assert_eq!(sync(&whole, 0).transactions(), 1);
+        assert_eq!(
+            canonical_listing(&listing(&staged)),
+            canonical_listing(&listing(&whole)),
+            "{manifests} {node}"
+        );
+        let again = sync(&staged, 2);
+        assert_eq!((again.operations, again.transactions()), (0, 1), "{again}");
+    }
+}

@@ -119,7 +119,7 @@ mod tests {
             &[IpFamily::V4],
             Duration::from_millis(3),
             SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000),
-            7,
+            &[7],
         );
         let services = Arc::new(RwLock::new(None));
         let app = router(metrics.clone(), services.clone());

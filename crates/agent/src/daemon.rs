@@ -275,7 +275,7 @@ fn after_sync(
         &FAMILIES,
         started.elapsed(),
         finished,
-        report.operations,
+        &report.transaction_sizes,
     );
     out.metrics.observe_services(services);
     for (svc, trigger) in &work.trigger_times {

@@ -6,7 +6,7 @@
 //! runner asks) recomputes everything and plans against the kernel's tables read back.
 
 use crate::state::Pending;
-use crate::sync::{sync_once, SyncError, SyncReport};
+use crate::sync::{sync_once, SyncError, SyncReport, STAGE_SERVICES};
 use model::{node_view, update_node_view, ClusterView, NodeConfig, NodeServices, ServicePortView};
 use nft::{ApplyError, Backend};
 use ruleset::{DesiredState, Transaction};
@@ -53,6 +53,8 @@ pub struct Engine {
     node_config: NodeConfig,
     options: ruleset::Options,
     backend: Box<dyn Backend>,
+    /// Services per transaction when a full sync finds empty tables.
+    stage_services: usize,
     /// Present while the kernel holds what it describes (after a successful commit).
     cache: Option<Cache>,
 }
@@ -68,8 +70,16 @@ impl Engine {
             node_config,
             options,
             backend,
+            stage_services: STAGE_SERVICES,
             cache: None,
         }
+    }
+
+    /// The same engine with another number of Services per transaction for a sync from empty
+    /// tables ([`STAGE_SERVICES`] by default; 0: one transaction whatever its size).
+    pub fn with_stage_services(mut self, stage_services: usize) -> Engine {
+        self.stage_services = stage_services;
+        self
     }
 
     /// Whether the next sync recomputes everything and reads the kernel back anyway (first
@@ -129,14 +139,20 @@ impl Engine {
                             read: Duration::ZERO,
                             plan: Duration::ZERO,
                             apply: started.elapsed(),
+                            transaction_sizes: vec![txn.len()],
                         },
                         false,
                     )),
                     Err(ApplyError::OutcomeUnknown { reason }) => {
                         tracing::warn!(%reason, "outcome of the transaction unknown; reading the tables again");
                         let table = &self.options.table_name;
-                        sync_once(self.backend.as_ref(), table, cache.desired.ruleset())
-                            .map(|r| (r, true))
+                        sync_once(
+                            self.backend.as_ref(),
+                            table,
+                            cache.desired.ruleset(),
+                            self.stage_services,
+                        )
+                        .map(|r| (r, true))
                     }
                     Err(source) => Err(SyncError::Apply {
                         operations: txn.len(),
@@ -148,6 +164,7 @@ impl Engine {
                 self.backend.as_ref(),
                 &self.options.table_name,
                 cache.desired.ruleset(),
+                self.stage_services,
             )
             .map(|r| (r, true)),
         };
@@ -329,6 +346,99 @@ mod tests {
         assert!(report.full);
         assert_eq!(reads(), 2);
         let want = ruleset::desired(&node_view(&third, &node_config()), &options);
+        assert!(kernel.state.lock().expect("lock").0 == want);
+    }
+
+    /// Refuses the `n`th transaction it is given (from 1), passes the others to the kernel.
+    struct RefuseNth(Shared, usize, std::sync::atomic::AtomicUsize);
+
+    impl Backend for RefuseNth {
+        fn name(&self) -> &'static str {
+            "memory"
+        }
+        fn apply(&self, txn: &Transaction) -> Result<(), ApplyError> {
+            let seen = self.2.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+            if seen == self.1 {
+                return Err(ApplyError::Rejected {
+                    failures: Vec::new(),
+                });
+            }
+            self.0.apply(txn)
+        }
+        fn read(&self, table: &str) -> Result<Ruleset, ReadError> {
+            self.0.read(table)
+        }
+    }
+
+    #[test]
+    fn a_sync_from_empty_tables_goes_in_stages_of_whole_services() {
+        let kernel = Arc::new(MemoryKernel::default());
+        let options = ruleset::Options::default();
+        let mut engine = Engine::new(
+            node_config(),
+            options.clone(),
+            Box::new(Shared(kernel.clone())),
+        )
+        .with_stage_services(1);
+        let first = view("10.244.1.5");
+        let report = engine
+            .sync(&first, &Pending::default(), false)
+            .expect("first");
+        // The shared parts, then default/api, then default/web with the ClusterIPs.
+        assert_eq!(report.sync.transactions(), 3);
+        assert!(report.sync.to_string().ends_with(" in 3 transactions"));
+        let want = ruleset::desired(&node_view(&first, &node_config()), &options);
+        assert!(kernel.state.lock().expect("lock").0 == want);
+
+        // Over existing tables (a restart): one transaction, here an empty one.
+        let mut restarted = Engine::new(
+            node_config(),
+            options.clone(),
+            Box::new(Shared(kernel.clone())),
+        )
+        .with_stage_services(1);
+        let report = restarted
+            .sync(&first, &Pending::default(), false)
+            .expect("restart");
+        assert_eq!((report.sync.operations, report.sync.transactions()), (0, 1));
+
+        // A change that recreates nothing is one transaction too.
+        let all = Pending {
+            all: true,
+            ..Pending::default()
+        };
+        let report = restarted
+            .sync(&view("10.244.1.6"), &all, true)
+            .expect("full sync");
+        assert_eq!(report.sync.transactions(), 1);
+        assert!(report.sync.operations > 0);
+    }
+
+    #[test]
+    fn a_refused_stage_keeps_the_stages_before_it_and_the_next_sync_finishes() {
+        let kernel = Arc::new(MemoryKernel::default());
+        let options = ruleset::Options::default();
+        let backend = RefuseNth(
+            Shared(kernel.clone()),
+            2,
+            std::sync::atomic::AtomicUsize::new(0),
+        );
+        let mut engine =
+            Engine::new(node_config(), options.clone(), Box::new(backend)).with_stage_services(1);
+        let first = view("10.244.1.5");
+        let error = engine
+            .sync(&first, &Pending::default(), false)
+            .expect_err("stage 2 refused");
+        let message = error.to_string();
+        assert!(message.contains("stage 2 of 3"), "{message}");
+        assert!(engine.needs_full());
+        let partial = kernel.state.lock().expect("lock").0.clone();
+        assert!(!partial.tables.is_empty(), "stage 1 stays");
+        let report = engine
+            .sync(&first, &Pending::default(), false)
+            .expect("the next sync");
+        assert_eq!(report.sync.transactions(), 1, "over existing tables");
+        let want = ruleset::desired(&node_view(&first, &node_config()), &options);
         assert!(kernel.state.lock().expect("lock").0 == want);
     }
 

@@ -321,15 +321,16 @@ impl Metrics {
             .set(unix_seconds(at));
     }
 
-    /// A sync of `families` succeeded: it took `duration`, finished at `finished`, and applied a
-    /// transaction of `operations` operations (0: nothing was sent, not observed).
+    /// A sync of `families` succeeded: it took `duration`, finished at `finished`, and applied
+    /// transactions of these sizes (one, or one per stage of a sync from empty tables; empty
+    /// ones were not sent and are not observed).
     pub fn sync_done(
         &self,
         full: bool,
         families: &[IpFamily],
         duration: Duration,
         finished: SystemTime,
-        operations: usize,
+        transaction_sizes: &[usize],
     ) {
         let seconds = duration.as_secs_f64();
         for family in families {
@@ -349,7 +350,7 @@ impl Metrics {
             // Show the failure counter at 0 so that the first failure is a visible increase.
             self.sync_failures.with_label_values(&label);
         }
-        if operations > 0 {
+        for &operations in transaction_sizes.iter().filter(|&&n| n > 0) {
             self.transaction_operations.observe(operations as f64);
         }
     }
@@ -639,14 +640,14 @@ mod tests {
             &[IpFamily::V4],
             Duration::from_millis(3),
             at(1_700_000_001.0),
-            3,
+            &[3],
         );
         m.sync_done(
             false,
             &[IpFamily::V4, IpFamily::V6],
             Duration::from_micros(500),
             at(1_700_000_002.5),
-            0,
+            &[0],
         );
         m.sync_failed(&[IpFamily::V6]);
         m.network_programming(IpFamily::V4, at(1_700_000_000.0), at(1_700_000_002.5));

@@ -7,7 +7,7 @@ use crate::config::{self, Config, FlagOverrides, Loaded};
 use crate::daemon::{self, Source};
 use crate::kube_proxy_config::append_port;
 use crate::manifests;
-use crate::sync::{cleanup, sync_once};
+use crate::sync::{cleanup, sync_once, STAGE_SERVICES};
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use model::{node_view, ClusterView, NodeServices};
@@ -206,6 +206,7 @@ pub fn run(args: &RunArgs) -> Result<()> {
             config.backend.backend().as_ref(),
             &options.table_name,
             &desired,
+            STAGE_SERVICES,
         )?;
         if report.operations > 0 {
             tracing::info!(

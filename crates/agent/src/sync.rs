@@ -2,7 +2,7 @@
 //! the desired ruleset, apply it. Also `cleanup`: delete our tables and nothing else.
 
 use nft::{ApplyError, Backend};
-use ruleset::{plan, Op, Ruleset, Transaction};
+use ruleset::{plan, split_by_service, Op, Ruleset, Transaction};
 use std::fmt;
 use std::time::{Duration, Instant};
 
@@ -21,6 +21,16 @@ pub struct SyncReport {
     pub plan: Duration,
     /// Time to apply.
     pub apply: Duration,
+    /// The operations of each transaction applied: one transaction, or several for a sync from
+    /// empty tables cut into stages of whole Services ([`ruleset::split_by_service`]).
+    pub transaction_sizes: Vec<usize>,
+}
+
+impl SyncReport {
+    /// How many transactions were applied (at least 1, an empty one included).
+    pub fn transactions(&self) -> usize {
+        self.transaction_sizes.len().max(1)
+    }
 }
 
 impl fmt::Display for SyncReport {
@@ -37,9 +47,19 @@ impl fmt::Display for SyncReport {
             ms(self.read),
             ms(self.plan),
             ms(self.apply)
-        )
+        )?;
+        if self.transactions() > 1 {
+            write!(f, " in {} transactions", self.transactions())?;
+        }
+        Ok(())
     }
 }
+
+/// Services per transaction when a sync starts from empty tables (a node's first start, or
+/// after `cleanup`): the kernel's cost of one batch grows with its square, and about 1 000
+/// Services per batch is where it levels off (`docs/benchmarks.md`). Every other sync is one
+/// transaction.
+pub const STAGE_SERVICES: usize = 1000;
 
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
@@ -66,15 +86,38 @@ pub enum SyncError {
         #[source]
         source: ApplyError,
     },
+    /// A stage of a sync from empty tables was refused or its outcome is unknown; the stages
+    /// before it are in the kernel.
+    #[error(
+        "applying stage {stage} of {stages} of the sync from empty tables ({operations} \
+         operations; {applied} operations of the stages before it are in place): {source}"
+    )]
+    Stage {
+        /// The stage, from 1.
+        stage: usize,
+        /// Stages in all.
+        stages: usize,
+        /// Operations in the stage.
+        operations: usize,
+        /// Operations of the earlier stages, applied.
+        applied: usize,
+        /// The cause (names the Services of refused operations).
+        #[source]
+        source: ApplyError,
+    },
 }
 
 /// Brings the kernel's `table` tables to `desired`: reads them, plans, applies. When the outcome
 /// of the transaction is unknown (a lost acknowledgement), reads and plans once more, so a
-/// transaction that did commit is not applied twice.
+/// transaction that did commit is not applied twice. From empty tables, the transaction is
+/// applied in stages of `stage_services` whole Services (0: never split), each atomic; if one
+/// fails, the ones before it stay and the error says so (the next sync reads them back and
+/// plans the rest).
 pub fn sync_once(
     backend: &dyn Backend,
     table: &str,
     desired: &Ruleset,
+    stage_services: usize,
 ) -> Result<SyncReport, SyncError> {
     let mut attempts = 0;
     loop {
@@ -87,7 +130,17 @@ pub fn sync_once(
         let read = started.elapsed();
         let started = Instant::now();
         let txn = plan(&current, desired);
+        let from_empty = current.tables.is_empty();
+        let mut stages = if from_empty {
+            split_by_service(txn, stage_services)
+        } else {
+            vec![txn]
+        };
         let planned = started.elapsed();
+        if stages.len() > 1 {
+            return apply_stages(backend, &stages, read, planned);
+        }
+        let txn = stages.pop().unwrap_or_default();
         let started = Instant::now();
         match backend.apply(&txn) {
             Ok(()) => {
@@ -98,6 +151,7 @@ pub fn sync_once(
                     read,
                     plan: planned,
                     apply: started.elapsed(),
+                    transaction_sizes: vec![txn.len()],
                 })
             }
             Err(ApplyError::OutcomeUnknown { reason }) if attempts < 2 => {
@@ -111,6 +165,48 @@ pub fn sync_once(
             }
         }
     }
+}
+
+/// Applies the stages of a sync from empty tables in order.
+fn apply_stages(
+    backend: &dyn Backend,
+    stages: &[Transaction],
+    read: Duration,
+    planned: Duration,
+) -> Result<SyncReport, SyncError> {
+    let started = Instant::now();
+    let mut services = Vec::new();
+    let mut operations = 0;
+    for (i, stage) in stages.iter().enumerate() {
+        if let Err(source) = backend.apply(stage) {
+            return Err(SyncError::Stage {
+                stage: i + 1,
+                stages: stages.len(),
+                operations: stage.len(),
+                applied: operations,
+                source,
+            });
+        }
+        operations += stage.len();
+        services.extend(stage.services());
+        tracing::debug!(
+            stage = i + 1,
+            stages = stages.len(),
+            operations = stage.len(),
+            "applied a stage of the sync from empty tables"
+        );
+    }
+    services.sort();
+    services.dedup();
+    Ok(SyncReport {
+        backend: backend.name(),
+        operations,
+        services,
+        read,
+        plan: planned,
+        apply: started.elapsed(),
+        transaction_sizes: stages.iter().map(Transaction::len).collect(),
+    })
 }
 
 /// Deletes our `table` tables (every family that has one) in one transaction; returns the

@@ -7,6 +7,8 @@
 //! - [`plan`] compares two rulesets and returns a [`Transaction`]: ordered add/flush/delete
 //!   operations, as few as the difference needs. [`Ruleset::apply`] carries one out in memory,
 //!   with the kernel's referential checks, so the planner is tested without a kernel.
+//! - [`split_by_service`] cuts a transaction that builds the tables from nothing into stages
+//!   of whole Services (the kernel's cost of one batch grows with its square).
 //!
 //! Pure: no I/O, no kernel. The `nft` crate sends transactions to the kernel.
 
@@ -18,6 +20,7 @@ mod names;
 mod plan;
 mod render;
 mod rule;
+mod staged;
 mod transaction;
 mod types;
 
@@ -31,6 +34,7 @@ pub use names::{chain_name, ChainKind};
 pub use plan::plan;
 pub use render::{render, render_table};
 pub use rule::{Expr, Rule};
+pub use staged::split_by_service;
 pub use transaction::{Op, Transaction};
 pub use types::{
     BaseChain, Chain, ChainType, ElemKey, ElemValue, Family, Hook, KeyPart, KeyType, Ruleset, Set,

@@ -712,3 +712,58 @@ proptest! {
         prop_assert_eq!(txn.len(), plan(&desired(&before, &options), &want).len());
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 60, ..ProptestConfig::default() })]
+
+    /// Building from nothing in stages of whole Services: every stage applies on top of the
+    /// ones before (with the kernel's checks), together they give exactly the desired ruleset,
+    /// each Service's operations are all in one stage, and the ClusterIPs come with the last.
+    #[test]
+    fn stages_from_nothing_build_the_same_ruleset(a in cluster_spec(), per_stage in 1usize..4) {
+        let want = a.ruleset();
+        let whole = plan(&Ruleset::default(), &want);
+        let stages = crate::split_by_service(whole.clone(), per_stage);
+        let services = whole.services();
+        let expected_stages = if services.len() > per_stage {
+            1 + services.len().div_ceil(per_stage)
+        } else {
+            1
+        };
+        prop_assert_eq!(stages.len(), expected_stages);
+        prop_assert_eq!(stages.iter().map(crate::Transaction::len).sum::<usize>(), whole.len());
+        let mut have = Ruleset::default();
+        let mut seen: BTreeSet<String> = BTreeSet::new();
+        for (i, stage) in stages.iter().enumerate() {
+            if let Err(e) = have.apply(stage) {
+                return Err(TestCaseError::fail(format!("stage {i} refused: {e}\n{}", stage.render())));
+            }
+            for s in stage.services() {
+                prop_assert!(seen.insert(s.clone()), "{s} in two stages");
+            }
+            if stages.len() > 1 && i + 1 < stages.len() {
+                let cluster_ip = stage.ops.iter().any(|op| matches!(op, crate::Op::AddElement { set, .. } if set == "cluster-ips"));
+                prop_assert!(!cluster_ip, "a ClusterIP before the last stage:\n{}", stage.render());
+            }
+        }
+        prop_assert_eq!(render(&have), render(&want));
+        prop_assert_eq!(have, want);
+    }
+}
+
+/// A transaction that changes existing tables is never split.
+#[test]
+fn only_transactions_from_nothing_are_split() {
+    let want = sample();
+    let mut have = want.clone();
+    for table in have.tables.values_mut() {
+        table.chains.retain(|name, _| !name.contains('/'));
+    }
+    let txn = plan(&have, &want);
+    assert!(txn.services().len() > 1);
+    assert!(crate::split_by_service(txn.clone(), 1) == vec![txn]);
+    let whole = plan(&Ruleset::default(), &want);
+    assert_eq!(crate::split_by_service(whole.clone(), 1).len(), 1 + 3);
+    assert!(crate::split_by_service(whole.clone(), 0) == vec![whole.clone()]);
+    assert!(crate::split_by_service(whole.clone(), 3) == vec![whole]);
+}
