@@ -2,9 +2,7 @@
 //! the test that holds what kube-proxy's three modes leave behind, next to other rules: exactly
 //! kube-proxy's parts go, everything else stays, and each removal is printed.
 
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use testbed::{require_kernel, NetNs};
+use testbed::{installed, require_kernel, NetNs, ScratchDir};
 
 const BIN: &str = env!("CARGO_BIN_EXE_kube-nftproxy");
 
@@ -157,38 +155,6 @@ const KUBE_PROXY_CHAINS: &[(&str, &str)] = &[
     ("nat", "KUBE-SVC-NPX46M4PTMTKRN6Y"),
 ];
 
-static SCRATCH: AtomicUsize = AtomicUsize::new(0);
-
-/// A file in a scratch directory (removed with [`Scratch`]).
-struct Scratch(PathBuf);
-
-impl Scratch {
-    fn new() -> Scratch {
-        let n = SCRATCH.fetch_add(1, Ordering::Relaxed);
-        let dir = std::env::temp_dir().join(format!("knp-ckp-{}-{n}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
-        Scratch(dir)
-    }
-
-    fn file(&self, name: &str, text: &str) -> String {
-        let path = self.0.join(name);
-        std::fs::write(&path, text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-        path.to_string_lossy().into_owned()
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-fn installed(program: &str) -> bool {
-    ["/usr/sbin", "/sbin", "/usr/bin", "/bin"]
-        .iter()
-        .any(|dir| Path::new(dir).join(program).is_file())
-}
-
 fn run(ns: &NetNs, program: &str, args: &[&str]) -> String {
     ns.run(program, args)
         .unwrap_or_else(|e| panic!("{program} {args:?} in {}: {e}", ns.name()))
@@ -253,10 +219,15 @@ fn removes_kube_proxy_s_leftovers_of_every_mode_and_nothing_else() {
         "iptables is not installed (apt-get install -y iptables)"
     );
     let ns = NetNs::new("ckp").unwrap_or_else(|e| panic!("netns: {e}"));
-    let scratch = Scratch::new();
+    let scratch = ScratchDir::new("ckp").unwrap_or_else(|e| panic!("scratch: {e}"));
     ns.nft_load(NFT).unwrap_or_else(|e| panic!("loading: {e}"));
-    let v4 = scratch.file("v4", IPTABLES);
-    let v6 = scratch.file("v6", IP6TABLES);
+    let file = |name: &str, text: &str| {
+        scratch
+            .file(name, text)
+            .unwrap_or_else(|e| panic!("{name}: {e}"))
+    };
+    let v4 = file("v4", IPTABLES);
+    let v6 = file("v6", IP6TABLES);
     run(&ns, "iptables-nft-restore", &["--noflush", &v4]);
     run(&ns, "ip6tables-nft-restore", &["--noflush", &v6]);
     let legacy = installed("iptables-legacy-restore");

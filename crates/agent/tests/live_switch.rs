@@ -11,12 +11,13 @@
 //! used after each step.
 
 use std::net::IpAddr;
-use std::path::PathBuf;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use testbed::cluster::gateway_ipv4;
-use testbed::{require_kernel, EchoServer, NetNs, Outcome, Session, TestCluster, TrafficLoop};
+use testbed::{
+    installed, require_kernel, EchoServer, NetNs, Outcome, ScratchDir, Session, TestCluster,
+    TrafficLoop,
+};
 
 const BIN: &str = env!("CARGO_BIN_EXE_kube-nftproxy");
 const CLUSTER_IP: &str = "10.96.0.10";
@@ -266,56 +267,14 @@ node_name = "node-a"
 cluster_cidrs = ["10.244.0.0/16"]
 "#;
 
-/// A directory of the test's own, deleted on drop.
-struct Scratch(PathBuf);
-
-impl Scratch {
-    fn new() -> Scratch {
-        static N: AtomicUsize = AtomicUsize::new(0);
-        let dir = std::env::temp_dir().join(format!(
-            "knp-live-switch-{}-{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        ));
-        std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
-        Scratch(dir)
-    }
-
-    fn file(&self, name: &str, text: &str) -> String {
-        let path = self.0.join(name);
-        std::fs::write(&path, text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-        path.to_string_lossy().into_owned()
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 fn ip(s: &str) -> IpAddr {
     s.parse().unwrap_or_else(|e| panic!("{s}: {e}"))
 }
 
-fn installed(program: &str) -> bool {
-    std::env::var_os("PATH")
-        .is_some_and(|paths| std::env::split_paths(&paths).any(|d| d.join(program).is_file()))
-}
-
 /// Runs `program args` in `ns`; returns stdout, panicking with stderr when it fails.
 fn run(ns: &NetNs, program: &str, args: &[&str]) -> String {
-    let out = ns
-        .exec(program, args)
-        .unwrap_or_else(|e| panic!("{program} {args:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{program} {args:?} in {} failed: {}{}",
-        ns.name(),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    ns.run(program, args)
+        .unwrap_or_else(|e| panic!("{program} {args:?} in {}: {e}", ns.name()))
 }
 
 /// The test bed: the node, pods `client`, `a1` (kube-proxy's endpoint) and `a2` (ours) on it,
@@ -323,7 +282,7 @@ fn run(ns: &NetNs, program: &str, args: &[&str]) -> String {
 struct Bed {
     cluster: TestCluster,
     _servers: Vec<EchoServer>,
-    scratch: Scratch,
+    scratch: ScratchDir,
 }
 
 impl Bed {
@@ -341,7 +300,8 @@ impl Bed {
                     .unwrap_or_else(|e| panic!("echo server in {name}: {e}"))
             })
             .collect();
-        let scratch = Scratch::new();
+        let scratch =
+            ScratchDir::new("live-switch").unwrap_or_else(|e| panic!("scratch directory: {e}"));
         Bed {
             cluster,
             _servers: servers,
@@ -353,19 +313,33 @@ impl Bed {
         self.cluster.node()
     }
 
+    /// Writes a file for the programs the test runs; returns its path.
+    fn file(&self, name: &str, text: &str) -> String {
+        self.scratch
+            .file(name, text)
+            .unwrap_or_else(|e| panic!("{name}: {e}"))
+    }
+
+    /// Loads the table of someone else's that every step must leave alone.
+    fn load_foreign(&self) {
+        self.node()
+            .nft_load(FOREIGN_NFT)
+            .unwrap_or_else(|e| panic!("loading the foreign table: {e}"));
+    }
+
     /// Loads kube-proxy's rules as kube-proxy (re)starting would.
     fn load_kube_proxy(&self) {
         self.node()
             .nft_load(KUBE_PROXY_NFT)
             .unwrap_or_else(|e| panic!("loading kube-proxy's nftables fixture: {e}"));
-        let path = self.scratch.file("iptables", KUBE_PROXY_IPTABLES);
+        let path = self.file("iptables", KUBE_PROXY_IPTABLES);
         run(self.node(), "iptables-nft-restore", &["--noflush", &path]);
     }
 
     /// Starts our agent over whatever is in the kernel: its first sync, the one a start does.
     fn start_ours(&self) -> String {
-        let manifests = self.scratch.file("cluster.yaml", MANIFESTS);
-        let config = self.scratch.file("config.toml", CONFIG);
+        let manifests = self.file("cluster.yaml", MANIFESTS);
+        let config = self.file("config.toml", CONFIG);
         let args = [
             "run",
             "--manifests",
@@ -475,7 +449,11 @@ fn none_failed(outcomes: &[Vec<Outcome>; 2]) {
 /// The endpoints that answered each client's connections in `from..to`, `from` taken right
 /// after a step returned; the first after it is skipped (it may have been set up while the
 /// step was being committed).
-fn endpoints(outcomes: &[Vec<Outcome>; 2], from: [usize; 2], to: [usize; 2]) -> Vec<Vec<IpAddr>> {
+fn endpoints_between(
+    outcomes: &[Vec<Outcome>; 2],
+    from: [usize; 2],
+    to: [usize; 2],
+) -> Vec<Vec<IpAddr>> {
     outcomes
         .iter()
         .zip(from.iter().zip(to))
@@ -514,6 +492,68 @@ fn prerequisites() -> bool {
     true
 }
 
+/// A named step of a switch: what it does to the node's rules.
+type Step<'a> = (&'a str, &'a dyn Fn(&Bed));
+
+/// One switch, as the module describes: with the first rules in place, long-lived connections
+/// are opened and the clients start; each of `steps` runs, then every client makes
+/// [`PER_STEP`] more connections and every long-lived connection answers again. `endpoints`
+/// names the pod that must answer the new connections before the steps and after each one.
+/// No connection or request may fail, and the NodePort's are masqueraded throughout.
+fn switch(bed: &Bed, steps: [Step<'_>; 2], endpoints: [&str; 3]) {
+    let mut sessions = bed.sessions();
+    for (_, endpoint) in &sessions {
+        assert_eq!(endpoint, &ip(endpoints[0]), "before the steps");
+    }
+    let clients = bed.clients();
+    let mut phases = vec![([0, 0], step(&clients))];
+    for (name, action) in steps {
+        action(bed);
+        let done = marks(&clients);
+        phases.push((done, step(&clients)));
+        still_open(&mut sessions, &format!("after {name}"));
+    }
+    let [a, b] = clients;
+    let outcomes = [a.stop(STEP_LIMIT), b.stop(STEP_LIMIT)];
+    none_failed(&outcomes);
+    masqueraded(&outcomes);
+    let names = [
+        "before the steps",
+        "after the first step",
+        "after the second step",
+    ];
+    for (((from, to), expected), when) in phases.into_iter().zip(endpoints).zip(names) {
+        let expected = vec![ip(expected)];
+        assert_eq!(
+            endpoints_between(&outcomes, from, to),
+            [expected.clone(), expected],
+            "new connections {when} ({:?})",
+            steps.map(|(name, _)| name)
+        );
+    }
+}
+
+/// The tables left in the node, and whether kube-proxy's iptables chains are: `present` must
+/// all be there, `absent` not, and every foreign rule must have survived.
+#[track_caller]
+fn left(bed: &Bed, present: &[&str], absent: &str, kube_proxy_chains: bool) {
+    let tables = bed.tables();
+    assert!(!tables.contains(absent), "{absent} left:\n{tables}");
+    for table in present.iter().chain(&["table inet someone-else"]) {
+        assert!(tables.contains(table), "{table} missing:\n{tables}");
+    }
+    let iptables = bed.iptables();
+    // kubelet's KUBE-FIREWALL is not kube-proxy's: it stays.
+    let kube: Vec<&str> = iptables
+        .lines()
+        .filter(|l| l.contains("KUBE-") && !l.contains("KUBE-FIREWALL"))
+        .collect();
+    assert_eq!(!kube.is_empty(), kube_proxy_chains, "{iptables}");
+    for line in FOREIGN_IPTABLES {
+        assert!(iptables.contains(line), "{line} missing:\n{iptables}");
+    }
+}
+
 /// From kube-proxy to kube-nftproxy: start ours over kube-proxy's rules, then delete them.
 #[test]
 fn switching_from_kube_proxy_loses_no_connection() {
@@ -521,88 +561,40 @@ fn switching_from_kube_proxy_loses_no_connection() {
         return;
     }
     let bed = Bed::new();
-    bed.node()
-        .nft_load(FOREIGN_NFT)
-        .unwrap_or_else(|e| panic!("loading the foreign table: {e}"));
+    bed.load_foreign();
     bed.load_kube_proxy();
-    let mut sessions = bed.sessions();
-    for (_, endpoint) in &sessions {
-        assert_eq!(
-            endpoint,
-            &ip(THEIRS),
-            "before the switch, kube-proxy's rules decide"
-        );
-    }
-
-    let clients = bed.clients();
-    let before = step(&clients);
-
-    let summary = bed.start_ours();
-    let switched = marks(&clients);
-    assert!(summary.starts_with("applied "), "{summary}");
-    let ours_started = step(&clients);
-    still_open(&mut sessions, "after our start");
-
-    let removed = run(bed.node(), BIN, &["cleanup", "--kube-proxy"]);
-    let removed_at = marks(&clients);
-    for expected in [
-        "table ip kube-proxy",
-        "table ip6 kube-proxy",
-        "KUBE-SERVICES",
-        "KUBE-POSTROUTING",
-    ] {
-        assert!(
-            removed.contains(expected),
-            "{expected} not removed:\n{removed}"
-        );
-    }
-    let cleaned = step(&clients);
-    still_open(&mut sessions, "after kube-proxy's rules were deleted");
-
-    let [a, b] = clients;
-    let outcomes = [a.stop(STEP_LIMIT), b.stop(STEP_LIMIT)];
-    none_failed(&outcomes);
-    masqueraded(&outcomes);
-    let theirs = vec![ip(THEIRS)];
-    let ours = vec![ip(OURS)];
-    assert_eq!(
-        endpoints(&outcomes, [0, 0], before),
-        [theirs.clone(), theirs],
-        "kube-proxy's rules alone"
+    let start_ours = |bed: &Bed| {
+        let summary = bed.start_ours();
+        assert!(summary.starts_with("applied "), "{summary}");
+    };
+    let cleanup_kube_proxy = |bed: &Bed| {
+        let removed = run(bed.node(), BIN, &["cleanup", "--kube-proxy"]);
+        for expected in [
+            "table ip kube-proxy",
+            "table ip6 kube-proxy",
+            "KUBE-SERVICES",
+            "KUBE-POSTROUTING",
+        ] {
+            assert!(
+                removed.contains(expected),
+                "{expected} not removed:\n{removed}"
+            );
+        }
+    };
+    switch(
+        &bed,
+        [
+            ("our start", &start_ours),
+            ("cleanup --kube-proxy", &cleanup_kube_proxy),
+        ],
+        [THEIRS, OURS, OURS],
     );
-    assert_eq!(
-        endpoints(&outcomes, switched, ours_started),
-        [ours.clone(), ours.clone()],
-        "both loaded: ours decide every new connection"
+    left(
+        &bed,
+        &["table ip kube-nftproxy", "table ip6 kube-nftproxy"],
+        "kube-proxy\n",
+        false,
     );
-    assert_eq!(
-        endpoints(&outcomes, removed_at, cleaned),
-        [ours.clone(), ours],
-        "kube-proxy's rules gone"
-    );
-
-    // Only ours and the others' rules are left.
-    let tables = bed.tables();
-    assert!(!tables.contains("kube-proxy\n"), "{tables}");
-    for table in [
-        "table ip kube-nftproxy",
-        "table ip6 kube-nftproxy",
-        "table inet someone-else",
-    ] {
-        assert!(tables.contains(table), "{table} missing:\n{tables}");
-    }
-    let iptables = bed.iptables();
-    let kube: Vec<&str> = iptables
-        .lines()
-        .filter(|l| l.contains("KUBE-") && !l.contains("KUBE-FIREWALL"))
-        .collect();
-    assert!(
-        kube.is_empty(),
-        "kube-proxy's chains left: {kube:?}\n{iptables}"
-    );
-    for line in FOREIGN_IPTABLES {
-        assert!(iptables.contains(line), "{line} missing:\n{iptables}");
-    }
 }
 
 /// From kube-nftproxy back to kube-proxy: kube-proxy starts over our rules (ours still decide),
@@ -613,67 +605,29 @@ fn rolling_back_to_kube_proxy_loses_no_connection() {
         return;
     }
     let bed = Bed::new();
-    bed.node()
-        .nft_load(FOREIGN_NFT)
-        .unwrap_or_else(|e| panic!("loading the foreign table: {e}"));
+    bed.load_foreign();
     let summary = bed.start_ours();
     assert!(summary.starts_with("applied "), "{summary}");
-    let mut sessions = bed.sessions();
-    for (_, endpoint) in &sessions {
-        assert_eq!(endpoint, &ip(OURS), "our rules alone");
-    }
-
-    let clients = bed.clients();
-    let before = step(&clients);
-
-    bed.load_kube_proxy();
-    let loaded = marks(&clients);
-    let theirs_started = step(&clients);
-    still_open(&mut sessions, "after kube-proxy started");
-
-    let removed = run(bed.node(), BIN, &["cleanup"]);
-    let removed_at = marks(&clients);
-    assert_eq!(
-        removed.trim(),
-        "deleted table ip kube-nftproxy, table ip6 kube-nftproxy"
+    let start_kube_proxy = |bed: &Bed| bed.load_kube_proxy();
+    let cleanup_ours = |bed: &Bed| {
+        let removed = run(bed.node(), BIN, &["cleanup"]);
+        assert_eq!(
+            removed.trim(),
+            "deleted table ip kube-nftproxy, table ip6 kube-nftproxy"
+        );
+    };
+    switch(
+        &bed,
+        [
+            ("kube-proxy's start", &start_kube_proxy),
+            ("cleanup", &cleanup_ours),
+        ],
+        [OURS, OURS, THEIRS],
     );
-    let cleaned = step(&clients);
-    still_open(&mut sessions, "after our rules were deleted");
-
-    let [a, b] = clients;
-    let outcomes = [a.stop(STEP_LIMIT), b.stop(STEP_LIMIT)];
-    none_failed(&outcomes);
-    masqueraded(&outcomes);
-    let theirs = vec![ip(THEIRS)];
-    let ours = vec![ip(OURS)];
-    assert_eq!(
-        endpoints(&outcomes, [0, 0], before),
-        [ours.clone(), ours.clone()],
-        "our rules alone"
+    left(
+        &bed,
+        &["table ip kube-proxy", "table ip6 kube-proxy"],
+        "kube-nftproxy",
+        true,
     );
-    assert_eq!(
-        endpoints(&outcomes, loaded, theirs_started),
-        [ours.clone(), ours],
-        "both loaded, kube-proxy's last: ours still decide"
-    );
-    assert_eq!(
-        endpoints(&outcomes, removed_at, cleaned),
-        [theirs.clone(), theirs],
-        "our rules gone: kube-proxy's decide"
-    );
-
-    let tables = bed.tables();
-    assert!(!tables.contains("kube-nftproxy"), "{tables}");
-    for table in [
-        "table ip kube-proxy",
-        "table ip6 kube-proxy",
-        "table inet someone-else",
-    ] {
-        assert!(tables.contains(table), "{table} missing:\n{tables}");
-    }
-    let iptables = bed.iptables();
-    assert!(iptables.contains("KUBE-SERVICES"), "{iptables}");
-    for line in FOREIGN_IPTABLES {
-        assert!(iptables.contains(line), "{line} missing:\n{iptables}");
-    }
 }

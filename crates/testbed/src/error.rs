@@ -2,7 +2,7 @@
 
 use std::process::ExitStatus;
 
-/// Errors from creating namespaces or running commands in them.
+/// Errors from creating namespaces, running commands in them, or writing test files.
 #[derive(Debug, thiserror::Error)]
 pub enum TestbedError {
     /// The program could not be started (or talked to) at all.
@@ -23,5 +23,14 @@ pub enum TestbedError {
         status: ExitStatus,
         /// Everything the program wrote to stderr.
         stderr: String,
+    },
+    /// A file or directory of the test could not be written.
+    #[error("{what}: {source}")]
+    Io {
+        /// What was being done, with the path.
+        what: String,
+        /// The underlying I/O error.
+        #[source]
+        source: std::io::Error,
     },
 }

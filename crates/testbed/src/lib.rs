@@ -3,7 +3,9 @@
 //! * [`NetNs`]: a network namespace that deletes itself on drop (also when a
 //!   test panics), with helpers to run commands and load or list nftables
 //!   rulesets inside it.
-//! * [`require_kernel`]: gate for tests that need root, `nft` and `ip`.
+//! * [`require_kernel`]: gate for tests that need root, `nft` and `ip`; [`installed`]: whether
+//!   another program is.
+//! * [`ScratchDir`]: a directory for a test's files, deleted on drop.
 //! * [`normalize_nft_listing`]: makes `nft list ruleset` outputs comparable.
 //! * [`TestCluster`] ([`cluster`]): node, pods and an external client in namespaces, for
 //!   tests with real packets; [`echo`]: echo servers and a client to send them; [`load`]: a
@@ -16,6 +18,7 @@ mod kernel;
 pub mod load;
 mod netns;
 mod normalize;
+mod scratch;
 
 pub use cluster::{Pod, TestCluster};
 pub use echo::{connect, ConnectError, EchoServer, Proto, Reply, Session};
@@ -24,3 +27,4 @@ pub use kernel::require_kernel;
 pub use load::{Outcome, TrafficLoop};
 pub use netns::NetNs;
 pub use normalize::normalize_nft_listing;
+pub use scratch::{installed, ScratchDir};
