@@ -414,6 +414,50 @@ mod tests {
         assert!(report.sync.operations > 0);
     }
 
+    /// Applies every transaction, but reports the outcome of the `n`th (from 1) as unknown.
+    struct UnknownNth(Shared, usize, std::sync::atomic::AtomicUsize);
+
+    impl Backend for UnknownNth {
+        fn name(&self) -> &'static str {
+            "memory"
+        }
+        fn apply(&self, txn: &Transaction) -> Result<(), ApplyError> {
+            let seen = self.2.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+            self.0.apply(txn)?;
+            if seen == self.1 {
+                return Err(ApplyError::OutcomeUnknown {
+                    reason: "test".into(),
+                });
+            }
+            Ok(())
+        }
+        fn read(&self, table: &str) -> Result<Ruleset, ReadError> {
+            self.0.read(table)
+        }
+    }
+
+    #[test]
+    fn a_stage_of_unknown_outcome_is_read_back_and_the_rest_planned() {
+        let kernel = Arc::new(MemoryKernel::default());
+        let options = ruleset::Options::default();
+        let backend = UnknownNth(
+            Shared(kernel.clone()),
+            2,
+            std::sync::atomic::AtomicUsize::new(0),
+        );
+        let mut engine =
+            Engine::new(node_config(), options.clone(), Box::new(backend)).with_stage_services(1);
+        let first = view("10.244.1.5");
+        let report = engine
+            .sync(&first, &Pending::default(), false)
+            .expect("read back after the unknown stage, then the rest");
+        assert_eq!(kernel.state.lock().expect("lock").1, 2, "read twice");
+        assert_eq!(report.sync.transactions(), 1, "the rest in one transaction");
+        assert_eq!(report.sync.services, vec!["default/web".to_owned()]);
+        let want = ruleset::desired(&node_view(&first, &node_config()), &options);
+        assert!(kernel.state.lock().expect("lock").0 == want);
+    }
+
     #[test]
     fn a_refused_stage_keeps_the_stages_before_it_and_the_next_sync_finishes() {
         let kernel = Arc::new(MemoryKernel::default());

@@ -138,7 +138,17 @@ pub fn sync_once(
         };
         let planned = started.elapsed();
         if stages.len() > 1 {
-            return apply_stages(backend, &stages, read, planned);
+            match apply_stages(backend, &stages, read, planned) {
+                Err(SyncError::Stage {
+                    source: ApplyError::OutcomeUnknown { reason },
+                    stage,
+                    ..
+                }) if attempts < 2 => {
+                    tracing::warn!(%reason, stage, "outcome of a stage of the sync from empty tables unknown; reading the tables again");
+                    continue;
+                }
+                other => return other,
+            }
         }
         let txn = stages.pop().unwrap_or_default();
         let started = Instant::now();
