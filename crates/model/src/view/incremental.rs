@@ -76,7 +76,11 @@ pub fn update_node_view(
             continue;
         };
         let slices = view.slices.get(&info.service).unwrap_or(&no_slices);
-        let endpoints = collect_endpoints(slices.values(), &config.node_name, &mut services.errors);
+        let endpoints = collect_endpoints(
+            slices.values().map(|s| &**s),
+            &config.node_name,
+            &mut services.errors,
+        );
         for (&family, &cluster_ip) in &info.cluster_ips {
             let fam = services.family_mut(family);
             add_service_ports(fam, &info, cluster_ip, &endpoints, &config.node_name, zone);
