@@ -63,16 +63,92 @@ pub(crate) fn slice_ref(slice: &EndpointSlice) -> ObjectRef {
     )
 }
 
+/// What the model reads of an EndpointSlice, kept by the view in place of the object: a
+/// Kubernetes `Endpoint` is about 350 bytes before its strings (its `targetRef` alone is seven
+/// optional strings), this is a third of that, and at 10 000 Services of 10 endpoints the
+/// difference is tens of megabytes. Values are kept as written (not parsed), so a bad one is
+/// still reported, with its field, when the Service's endpoints are read.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct StoredSlice {
+    /// For messages: the slice's kind, namespace and name.
+    object: ObjectRef,
+    /// `addressType`.
+    address_type: String,
+    /// `ports[]`: name, protocol, port.
+    ports: Vec<(Option<String>, Option<String>, Option<i32>)>,
+    /// `endpoints[]`, in order.
+    endpoints: Vec<StoredEndpoint>,
+}
+
+/// What the model reads of one endpoint of a slice.
+#[derive(Debug, Clone, PartialEq)]
+struct StoredEndpoint {
+    /// `addresses[0]`.
+    address: Option<String>,
+    /// `conditions.ready`, `.serving`, `.terminating`.
+    ready: Option<bool>,
+    serving: Option<bool>,
+    terminating: Option<bool>,
+    /// `nodeName`.
+    node_name: Option<String>,
+    /// `hints.forZones[].name`.
+    zone_hints: Option<Vec<String>>,
+    /// `hints.forNodes[].name`.
+    node_hints: Option<Vec<String>>,
+}
+
+impl StoredSlice {
+    /// Keeps what the model reads of `slice`.
+    pub(crate) fn new(slice: EndpointSlice) -> StoredSlice {
+        let object = slice_ref(&slice);
+        let ports = slice
+            .ports
+            .into_iter()
+            .flatten()
+            .map(|p| (p.name, p.protocol, p.port))
+            .collect();
+        let mut endpoints: Vec<StoredEndpoint> = slice
+            .endpoints
+            .into_iter()
+            .map(|ep| {
+                let conditions = ep.conditions.unwrap_or_default();
+                let hints = ep.hints.unwrap_or_default();
+                StoredEndpoint {
+                    address: ep.addresses.into_iter().next(),
+                    ready: conditions.ready,
+                    serving: conditions.serving,
+                    terminating: conditions.terminating,
+                    node_name: ep.node_name,
+                    zone_hints: hints
+                        .for_zones
+                        .map(|z| z.into_iter().map(|z| z.name).collect()),
+                    node_hints: hints
+                        .for_nodes
+                        .map(|n| n.into_iter().map(|n| n.name).collect()),
+                }
+            })
+            .collect();
+        // `collect` reused the buffer of the Kubernetes endpoints, three times larger.
+        endpoints.shrink_to_fit();
+        StoredSlice {
+            object,
+            address_type: slice.address_type,
+            ports,
+            endpoints,
+        }
+    }
+}
+
 /// Reads the slices of one Service into sorted, de-duplicated endpoint lists per port key.
 /// `node_name` decides locality. Bad slice ports and endpoints are skipped and reported.
 pub(crate) fn collect_endpoints<'a>(
-    slices: impl Iterator<Item = &'a EndpointSlice>,
+    slices: impl Iterator<Item = &'a StoredSlice>,
     node_name: &str,
     errors: &mut Vec<ModelError>,
 ) -> BTreeMap<PortKey, Vec<Endpoint>> {
     let mut by_key: BTreeMap<PortKey, BTreeMap<(IpAddr, u16), Endpoint>> = BTreeMap::new();
     for slice in slices {
-        let object = slice_ref(slice);
+        let object = slice.object.clone();
         let mut report = |problem| {
             errors.push(ModelError {
                 object: object.clone(),
@@ -93,25 +169,25 @@ pub(crate) fn collect_endpoints<'a>(
             }
         };
         let mut ports = Vec::new();
-        for (i, p) in slice.ports.iter().flatten().enumerate() {
-            let Some(protocol) = Protocol::from_k8s(p.protocol.as_deref()) else {
+        for (i, (port_name, protocol, port)) in slice.ports.iter().enumerate() {
+            let Some(protocol) = Protocol::from_k8s(protocol.as_deref()) else {
                 report(Problem::UnknownProtocol {
                     field: format!("ports[{i}].protocol"),
-                    value: p.protocol.clone().unwrap_or_default(),
+                    value: protocol.clone().unwrap_or_default(),
                 });
                 continue;
             };
-            let Some(port) = p.port.and_then(valid_port) else {
+            let Some(number) = port.and_then(valid_port) else {
                 report(Problem::InvalidPort {
                     field: format!("ports[{i}].port"),
-                    value: p.port.unwrap_or(0).into(),
+                    value: port.unwrap_or(0).into(),
                 });
                 continue;
             };
-            ports.push((p.name.clone().unwrap_or_default(), protocol, port));
+            ports.push((port_name.clone().unwrap_or_default(), protocol, number));
         }
         for (i, ep) in slice.endpoints.iter().enumerate() {
-            let Some(text) = ep.addresses.first() else {
+            let Some(text) = ep.address.as_ref() else {
                 report(Problem::Missing {
                     field: format!("endpoints[{i}].addresses"),
                     detail: "an endpoint needs an address".into(),
@@ -136,23 +212,17 @@ pub(crate) fn collect_endpoints<'a>(
                     continue;
                 }
             };
-            let conditions = ep.conditions.as_ref();
-            let hints = ep.hints.as_ref();
             for (name, protocol, port) in &ports {
                 let endpoint = Endpoint {
                     ip,
                     port: *port,
                     node_name: ep.node_name.clone(),
                     is_local: ep.node_name.as_deref() == Some(node_name),
-                    ready: conditions.and_then(|c| c.ready).unwrap_or(true),
-                    serving: conditions.and_then(|c| c.serving).unwrap_or(true),
-                    terminating: conditions.and_then(|c| c.terminating).unwrap_or(false),
-                    zone_hints: hints
-                        .and_then(|h| h.for_zones.as_ref())
-                        .map(|z| z.iter().map(|z| z.name.clone()).collect()),
-                    node_hints: hints
-                        .and_then(|h| h.for_nodes.as_ref())
-                        .map(|n| n.iter().map(|n| n.name.clone()).collect()),
+                    ready: ep.ready.unwrap_or(true),
+                    serving: ep.serving.unwrap_or(true),
+                    terminating: ep.terminating.unwrap_or(false),
+                    zone_hints: ep.zone_hints.clone(),
+                    node_hints: ep.node_hints.clone(),
                 };
                 let entries = by_key.entry((family, name.clone(), *protocol)).or_default();
                 // The same IP:port in two slices: keep one, preferring a running endpoint

@@ -47,6 +47,9 @@ pub(crate) fn select_endpoints(
             .cloned()
             .collect();
     }
+    // Kept for as long as the Service is: no room for endpoints that will not come.
+    cluster.shrink_to_fit();
+    local.shrink_to_fit();
     Selection {
         cluster,
         local,

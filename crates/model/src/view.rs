@@ -3,7 +3,7 @@
 
 use crate::config::{NodeConfig, NodePortAddresses};
 use crate::endpoints::{
-    collect_endpoints, slice_is_ignored, slice_ref, Endpoint, SERVICE_NAME_LABEL,
+    collect_endpoints, slice_is_ignored, slice_ref, Endpoint, StoredSlice, SERVICE_NAME_LABEL,
 };
 use crate::error::{ModelError, Problem};
 use crate::ip::parse_ip_sloppy;
@@ -27,11 +27,11 @@ const ZONE_LABEL: &str = "topology.kubernetes.io/zone";
 /// manifest directory); cheap to update one object at a time.
 #[derive(Debug, Clone, Default)]
 pub struct ClusterView {
-    services: BTreeMap<ServiceRef, Service>,
-    /// Slices by owning Service, then by slice name. Boxed: most Services have one slice, and
-    /// a B-tree leaf holds room for eleven values, so unboxed slices cost eleven times their
-    /// size each (about 50 MB at 10 000 Services).
-    slices: BTreeMap<ServiceRef, BTreeMap<String, Box<EndpointSlice>>>,
+    /// Boxed, so that a B-tree node's empty slots cost a pointer each, not a whole Service.
+    services: BTreeMap<ServiceRef, Box<Service>>,
+    /// What the model reads of the slices, by owning Service, then by slice name. Boxed: most
+    /// Services have one slice, and a B-tree leaf holds room for eleven values.
+    slices: BTreeMap<ServiceRef, BTreeMap<String, Box<StoredSlice>>>,
     /// Which Service each slice (namespace, name) is filed under.
     slice_owner: BTreeMap<(String, String), ServiceRef>,
     /// Slices that cannot be joined to a Service, with the reason.
@@ -71,7 +71,7 @@ impl ClusterView {
             namespace_of(&svc.metadata.namespace),
             svc.metadata.name.as_deref().unwrap_or(""),
         );
-        self.services.insert(key.clone(), svc);
+        self.services.insert(key.clone(), Box::new(svc));
         key
     }
 
@@ -109,7 +109,7 @@ impl ClusterView {
         self.slices
             .entry(owner.clone())
             .or_default()
-            .insert(name, Box::new(slice));
+            .insert(name, Box::new(StoredSlice::new(slice)));
         touched.push(owner);
         touched
     }
