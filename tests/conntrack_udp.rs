@@ -60,17 +60,19 @@ except OSError as e:
 const MANY_FLOWS: &str = r#"
 import socket, sys
 addr, port, first, count = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+# One flow at a time, each answered before the next is sent: a burst of 300 datagrams would
+# overflow the echo server's receive buffer (about 256 small datagrams fit). The sockets stay
+# open, so every flow stays in the conntrack table.
 socks = []
+servers = set()
+answered = 0
 for sport in range(first, first + count):
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     s.bind(("0.0.0.0", sport))
     s.connect((addr, port))
+    s.settimeout(2)
     s.send(b"ping\n")
     socks.append(s)
-servers = set()
-answered = 0
-for s in socks:
-    s.settimeout(2)
     try:
         servers.add(s.recv(256).decode().split()[0])
         answered += 1
