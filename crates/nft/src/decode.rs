@@ -379,15 +379,6 @@ impl Decoder<'_> {
                 let endpoint = (self.ip(addr)?, u16::from_be_bytes(port));
                 Some((Expr::Dnat(vec![endpoint]), 3))
             }
-            [NumgenRandom { dreg, modulus }, Cmp {
-                sreg,
-                op: CmpOp::Eq,
-                data,
-            }, ..]
-                if *dreg == r1 && *sreg == r1 && host_u32(data) == Some(0) =>
-            {
-                Some((Expr::OneIn(*modulus), 2))
-            }
             [NumgenRandom { dreg, modulus }, Lookup {
                 set,
                 sreg,

@@ -288,17 +288,6 @@ impl RuleEncoder {
                 });
             }
             Expr::Dnat(endpoints) => self.dnat(endpoints),
-            Expr::OneIn(n) => {
-                self.exprs.push(Low::NumgenRandom {
-                    dreg: reg::R1,
-                    modulus: *n,
-                });
-                self.exprs.push(Low::Cmp {
-                    sreg: reg::R1,
-                    op: CmpOp::Eq,
-                    data: host_u32(0),
-                });
-            }
             Expr::NumgenGoto(chains) => {
                 let elements = chains
                     .iter()

@@ -622,7 +622,6 @@ impl Builder {
         let Some(timeout) = view.affinity_timeout else {
             return match endpoints {
                 [one] => vec![dnat(one)],
-                few if few.len() <= ONE_BY_ONE_MAX => one_by_one(few, |ep| dnat(ep).exprs),
                 many => vec![Rule::new(vec![
                     Expr::L4Proto(proto),
                     Expr::Dnat(many.iter().map(|e| (e.ip, e.port)).collect()),
@@ -654,37 +653,7 @@ impl Builder {
             rules.push(Rule::new(vec![Expr::SaddrInSet(set), goto(&chain)]));
             chains.push(chain);
         }
-        if chains.len() <= ONE_BY_ONE_MAX {
-            rules.extend(one_by_one(&chains, |chain| vec![goto(chain)]));
-        } else {
-            rules.push(Rule::new(vec![Expr::NumgenGoto(chains)]));
-        }
+        rules.push(Rule::new(vec![Expr::NumgenGoto(chains)]));
         rules
     }
-}
-
-/// The most endpoints a Service's chain picks from one rule at a time ([`one_by_one`]); above
-/// it, one rule with a numgen map (an anonymous set) picks, as kube-proxy does for all. Rules
-/// one by one need no set, and per-Service anonymous sets are what makes the kernel's cost of a
-/// batch quadratic (each new one is named by scanning every set of the table, each binding
-/// walks the transaction; `docs/benchmarks.md`): 10 000 Services of 10 endpoints load in a
-/// sixth of the time. A new connection then runs through at most this many small rules, once.
-pub(crate) const ONE_BY_ONE_MAX: usize = 32;
-
-/// One rule per choice, the i-th (of n) taken with probability 1/(n − i) when reached, the
-/// last always: each choice is taken with probability 1/n, as iptables' statistic cascade.
-fn one_by_one<T>(choices: &[T], then: impl Fn(&T) -> Vec<Expr>) -> Vec<Rule> {
-    let n = choices.len();
-    choices
-        .iter()
-        .enumerate()
-        .map(|(i, choice)| {
-            let mut exprs = Vec::new();
-            if i + 1 < n {
-                exprs.push(Expr::OneIn(u32::try_from(n - i).unwrap_or(u32::MAX)));
-            }
-            exprs.extend(then(choice));
-            Rule::new(exprs)
-        })
-        .collect()
 }

@@ -47,12 +47,8 @@ pub enum Expr {
     Masquerade,
     /// `update @set { ip saddr }`: remember the client for session affinity.
     UpdateSaddr(String),
-    /// DNAT to one endpoint, or to one of several chosen at random (a numgen map: only for
-    /// Services with more endpoints than the rules pick one by one, see [`Expr::OneIn`]).
+    /// DNAT to one endpoint, or to one of several chosen at random.
     Dnat(Vec<(IpAddr, u16)>),
-    /// `numgen random mod N 0`: true for one packet in `N`, at random. A chain of rules whose
-    /// i-th (of n) starts with `OneIn(n - i)` takes each with probability 1/n, without a set.
-    OneIn(u32),
     /// `numgen random mod N vmap { 0 : goto a, … }`: choose a chain at random.
     NumgenGoto(Vec<String>),
     /// `reject` (ICMP port unreachable).
@@ -173,7 +169,6 @@ fn render_expr(out: &mut String, expr: &Expr, family: Family) {
                 write!(out, " }}")
             }
         },
-        Expr::OneIn(n) => write!(out, "numgen random mod {n} 0"),
         Expr::NumgenGoto(chains) => {
             let _ = write!(out, "numgen random mod {} vmap {{ ", chains.len());
             for (i, c) in chains.iter().enumerate() {

@@ -76,10 +76,7 @@ fn etp_local_external_chain_short_circuits_pods_then_the_node_then_goes_local() 
     );
     assert_eq!(
         rules(&rs, Family::Ip, &svc),
-        [
-            "numgen random mod 2 0 meta l4proto tcp dnat to 10.1.3.1:8443",
-            "meta l4proto tcp dnat to 10.1.3.2:8443"
-        ]
+        ["meta l4proto tcp dnat ip to numgen random mod 2 map { 0 : 10.1.3.1 . 8443, 1 : 10.1.3.2 . 8443 }"]
     );
     // External entry points go to the external chain; the ClusterIP (iTP Cluster) to the
     // service chain.
@@ -216,7 +213,7 @@ fn one_endpoint_is_a_plain_dnat() {
 }
 
 #[test]
-fn several_endpoints_are_picked_one_by_one_in_endpoint_order() {
+fn several_endpoints_are_a_numgen_map_in_endpoint_order() {
     let services = [service("default", "web", "10.96.0.10").port("http", "TCP", 80)];
     let slices = [slice("default", "web-1", "web", "IPv4")
         .port("http", "TCP", 8080)
@@ -228,65 +225,12 @@ fn several_endpoints_are_picked_one_by_one_in_endpoint_order() {
     let view = port_view(&out, IpFamily::V4, "default", "web", "http", Protocol::Tcp);
     assert_eq!(
         rules(&rs, Family::Ip, &chain_name(ChainKind::Service, view)),
-        [
-            "numgen random mod 3 0 meta l4proto tcp dnat to 10.1.0.1:8080",
-            "numgen random mod 2 0 meta l4proto tcp dnat to 10.1.0.2:8080",
-            "meta l4proto tcp dnat to 10.1.0.3:8080",
-        ]
+        ["meta l4proto tcp dnat ip to numgen random mod 3 map { 0 : 10.1.0.1 . 8080, 1 : 10.1.0.2 . 8080, 2 : 10.1.0.3 . 8080 }"]
     );
     // The local endpoint has a hairpin element; the others do not.
     let hairpin = &rs.tables[&table_id(Family::Ip)].sets["hairpin-connections"];
     let keys: Vec<String> = hairpin.elements.keys().map(ToString::to_string).collect();
     assert_eq!(keys, ["10.1.0.1 . 10.1.0.1 . tcp . 8080"]);
-}
-
-/// Above `ONE_BY_ONE_MAX` endpoints (and with affinity, endpoint chains), one rule with a
-/// numgen map picks, so that a new connection never walks a long chain of rules.
-#[test]
-fn many_endpoints_are_a_numgen_map_in_endpoint_order() {
-    let many = crate::desired::ONE_BY_ONE_MAX + 1;
-    let services = [
-        service("default", "web", "10.96.0.10").port("http", "TCP", 80),
-        service("default", "sticky", "10.96.0.11")
-            .port("http", "TCP", 80)
-            .affinity(Some(90)),
-    ];
-    let slices = ["web", "sticky"].map(|name| {
-        (1..=many).fold(
-            slice("default", &format!("{name}-1"), name, "IPv4").port("http", "TCP", 8080),
-            |s, i| s.endpoint(ep(&format!("10.1.{}.{}", i / 200, i % 200 + 1), "node-b")),
-        )
-    });
-    let (out, rs) = build(&node_config(), &Options::default(), &services, &slices);
-    let web = port_view(&out, IpFamily::V4, "default", "web", "http", Protocol::Tcp);
-    let web_rules = rules(&rs, Family::Ip, &chain_name(ChainKind::Service, web));
-    assert_eq!(web_rules.len(), 1, "{web_rules:?}");
-    assert!(
-        web_rules[0].starts_with(&format!(
-            "meta l4proto tcp dnat ip to numgen random mod {many} map {{ 0 : 10.1.0.2 . 8080, 1 : 10.1.0.3 . 8080, "
-        )),
-        "{web_rules:?}"
-    );
-    let sticky = port_view(
-        &out,
-        IpFamily::V4,
-        "default",
-        "sticky",
-        "http",
-        Protocol::Tcp,
-    );
-    let sticky_rules = rules(&rs, Family::Ip, &chain_name(ChainKind::Service, sticky));
-    assert_eq!(
-        sticky_rules.len(),
-        many + 1,
-        "one affinity rule per endpoint, then the map"
-    );
-    assert!(
-        sticky_rules[many].starts_with(&format!(
-            "numgen random mod {many} vmap {{ 0 : goto endpoint-"
-        )),
-        "{sticky_rules:?}"
-    );
 }
 
 #[test]
@@ -341,8 +285,10 @@ fn affinity_uses_per_endpoint_sets_and_chains() {
         [
             format!("ip saddr @{} goto {}", sets[0], chains[0]),
             format!("ip saddr @{} goto {}", sets[1], chains[1]),
-            format!("numgen random mod 2 0 goto {}", chains[0]),
-            format!("goto {}", chains[1]),
+            format!(
+                "numgen random mod 2 vmap {{ 0 : goto {}, 1 : goto {} }}",
+                chains[0], chains[1]
+            ),
         ]
     );
     let text = render_table(&id, table);
@@ -540,16 +486,13 @@ fn ipv6_table_uses_ip6_and_ipv6_addresses() {
         [KeyType::Ipv4Addr, KeyType::InetProto, KeyType::InetService]
     );
 
-    // Without affinity, several IPv6 endpoints are picked one by one.
+    // Without affinity, several IPv6 endpoints are an `ip6` numgen map.
     let services = [service("default", "web", "fd00:96::10").port("http", "TCP", 80)];
     let (out, rs) = build(&node_config(), &Options::default(), &services, &slices[..1]);
     let web = port_view(&out, IpFamily::V6, "default", "web", "http", Protocol::Tcp);
     assert_eq!(
         rules(&rs, Family::Ip6, &chain_name(ChainKind::Service, web)),
-        [
-            "numgen random mod 2 0 meta l4proto tcp dnat to [fd00:10::1]:8080",
-            "meta l4proto tcp dnat to [fd00:10::2]:8080"
-        ]
+        ["meta l4proto tcp dnat ip6 to numgen random mod 2 map { 0 : fd00:10::1 . 8080, 1 : fd00:10::2 . 8080 }"]
     );
 }
 
