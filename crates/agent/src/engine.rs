@@ -349,24 +349,55 @@ mod tests {
         assert!(kernel.state.lock().expect("lock").0 == want);
     }
 
-    /// Refuses the `n`th transaction it is given (from 1), passes the others to the kernel.
-    struct RefuseNth(Shared, usize, std::sync::atomic::AtomicUsize);
+    /// What [`FaultyNth`] does to the `n`th transaction.
+    #[derive(Clone, Copy)]
+    enum Fault {
+        /// Refuses it (the kernel does not get it).
+        Refuse,
+        /// Applies it, then reports its outcome as unknown.
+        Unknown,
+    }
 
-    impl Backend for RefuseNth {
+    /// Passes transactions to the kernel, except that the `n`th (from 1) meets `fault`.
+    struct FaultyNth {
+        kernel: Shared,
+        n: usize,
+        fault: Fault,
+        seen: std::sync::atomic::AtomicUsize,
+    }
+
+    impl FaultyNth {
+        fn new(kernel: &Arc<MemoryKernel>, n: usize, fault: Fault) -> FaultyNth {
+            FaultyNth {
+                kernel: Shared(kernel.clone()),
+                n,
+                fault,
+                seen: std::sync::atomic::AtomicUsize::new(0),
+            }
+        }
+    }
+
+    impl Backend for FaultyNth {
         fn name(&self) -> &'static str {
             "memory"
         }
         fn apply(&self, txn: &Transaction) -> Result<(), ApplyError> {
-            let seen = self.2.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
-            if seen == self.1 {
-                return Err(ApplyError::Rejected {
+            let seen = self.seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+            match (seen == self.n, self.fault) {
+                (true, Fault::Refuse) => Err(ApplyError::Rejected {
                     failures: Vec::new(),
-                });
+                }),
+                (true, Fault::Unknown) => {
+                    self.kernel.apply(txn)?;
+                    Err(ApplyError::OutcomeUnknown {
+                        reason: "test".into(),
+                    })
+                }
+                (false, _) => self.kernel.apply(txn),
             }
-            self.0.apply(txn)
         }
         fn read(&self, table: &str) -> Result<Ruleset, ReadError> {
-            self.0.read(table)
+            self.kernel.read(table)
         }
     }
 
@@ -414,37 +445,11 @@ mod tests {
         assert!(report.sync.operations > 0);
     }
 
-    /// Applies every transaction, but reports the outcome of the `n`th (from 1) as unknown.
-    struct UnknownNth(Shared, usize, std::sync::atomic::AtomicUsize);
-
-    impl Backend for UnknownNth {
-        fn name(&self) -> &'static str {
-            "memory"
-        }
-        fn apply(&self, txn: &Transaction) -> Result<(), ApplyError> {
-            let seen = self.2.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
-            self.0.apply(txn)?;
-            if seen == self.1 {
-                return Err(ApplyError::OutcomeUnknown {
-                    reason: "test".into(),
-                });
-            }
-            Ok(())
-        }
-        fn read(&self, table: &str) -> Result<Ruleset, ReadError> {
-            self.0.read(table)
-        }
-    }
-
     #[test]
     fn a_stage_of_unknown_outcome_is_read_back_and_the_rest_planned() {
         let kernel = Arc::new(MemoryKernel::default());
         let options = ruleset::Options::default();
-        let backend = UnknownNth(
-            Shared(kernel.clone()),
-            2,
-            std::sync::atomic::AtomicUsize::new(0),
-        );
+        let backend = FaultyNth::new(&kernel, 2, Fault::Unknown);
         let mut engine =
             Engine::new(node_config(), options.clone(), Box::new(backend)).with_stage_services(1);
         let first = view("10.244.1.5");
@@ -462,11 +467,7 @@ mod tests {
     fn a_refused_stage_keeps_the_stages_before_it_and_the_next_sync_finishes() {
         let kernel = Arc::new(MemoryKernel::default());
         let options = ruleset::Options::default();
-        let backend = RefuseNth(
-            Shared(kernel.clone()),
-            2,
-            std::sync::atomic::AtomicUsize::new(0),
-        );
+        let backend = FaultyNth::new(&kernel, 2, Fault::Refuse);
         let mut engine =
             Engine::new(node_config(), options.clone(), Box::new(backend)).with_stage_services(1);
         let first = view("10.244.1.5");
