@@ -129,13 +129,8 @@ pub fn sync_once(
         })?;
         let read = started.elapsed();
         let started = Instant::now();
-        let txn = plan(&current, desired);
-        let from_empty = current.tables.is_empty();
-        let mut stages = if from_empty {
-            split_by_service(txn, stage_services)
-        } else {
-            vec![txn]
-        };
+        // Whole unless it builds our tables from nothing (split_by_service checks).
+        let mut stages = split_by_service(plan(&current, desired), stage_services);
         let planned = started.elapsed();
         if stages.len() > 1 {
             match apply_stages(backend, &stages, read, planned) {
