@@ -361,6 +361,7 @@ fn large_sets_and_maps_read_back_completely() {
                 ruleset::ElemValue {
                     verdict: Some(target.clone()),
                     comment: Some(format!("ns/svc-{i}:http")),
+                    data: Vec::new(),
                 },
             );
     }

@@ -21,6 +21,9 @@ const MAX_MESSAGE: usize = 64 * 1024;
 const ELEMENTS_BYTES: usize = 24 * 1024;
 /// Longest name or comment we send (the kernel's limits are 256 bytes).
 const MAX_NAME: usize = 255;
+/// Most elements of one set sent in one message: each takes at most 128 bytes plus its key
+/// and data (an IPv6 endpoint: 4 + 20 bytes), so 100 stay well inside [`ELEMENTS_BYTES`].
+const RUN_ELEMENTS: usize = 100;
 
 const NLM_F_REQUEST: u16 = libc::NLM_F_REQUEST as u16;
 const NLM_F_ACK: u16 = libc::NLM_F_ACK as u16;
@@ -98,9 +101,75 @@ fn comment_value(c: &str) -> Vec<u8> {
 
 fn key_byteorder(key: &[KeyType]) -> u32 {
     match key {
+        [KeyType::Integer] => BYTEORDER_HOST,
         [_] => BYTEORDER_BIG,
         _ => BYTEORDER_INVALID,
     }
+}
+
+/// `NFTNL_UDATA_SET_*` types of a `typeof` declaration, and of the expressions in it (the
+/// values are nft's own numbering, which it keeps stable because it reads them back).
+mod typeof_ids {
+    pub const KEY_TYPEOF: u8 = 3;
+    pub const DATA_TYPEOF: u8 = 4;
+    pub const DATA_INTERVAL: u8 = 6;
+    /// `NFTNL_UDATA_SET_TYPEOF_EXPR` / `_DATA`: an expression's kind and its own attributes.
+    pub const EXPR: u8 = 0;
+    pub const DATA: u8 = 1;
+    /// nft's `enum expr_types`.
+    pub const EXPR_PAYLOAD: u32 = 7;
+    pub const EXPR_META: u32 = 9;
+    pub const EXPR_CONCAT: u32 = 13;
+    pub const EXPR_NUMGEN: u32 = 23;
+    /// nft's protocol descriptions and header fields (`payload.c`, `proto.h`).
+    pub const DESC_TH: u32 = 11;
+    pub const DESC_IP: u32 = 12;
+    pub const DESC_IP6: u32 = 13;
+    pub const TH_DPORT: u32 = 2;
+    pub const IP_DADDR: u32 = 12;
+    pub const IP6_DADDR: u32 = 9;
+    pub const META_L4PROTO: u32 = 16;
+    pub const NUMGEN_RANDOM: u32 = 1;
+}
+
+/// The user data nft writes for `typeof <key> : <data>` (see [`KeyType::typeof_expr`]): each
+/// part an expression with its attributes, several parts a concatenation.
+fn typeof_udata(spec: &SetSpec) -> Vec<(u8, Vec<u8>)> {
+    use typeof_ids::*;
+    let u32s = |items: &[u32]| -> Vec<u8> {
+        let items: Vec<(u8, Vec<u8>)> = (0u8..)
+            .zip(items)
+            .map(|(t, v)| (t, v.to_ne_bytes().to_vec()))
+            .collect();
+        udata(&items)
+    };
+    let expr = |kind: u32, attrs: Vec<u8>| -> Vec<u8> {
+        udata(&[(EXPR, kind.to_ne_bytes().to_vec()), (DATA, attrs)])
+    };
+    let one = |t: KeyType| -> Vec<u8> {
+        match t {
+            KeyType::Integer => expr(EXPR_NUMGEN, u32s(&[NUMGEN_RANDOM, 1, 0])),
+            KeyType::Ipv4Addr => expr(EXPR_PAYLOAD, u32s(&[DESC_IP, IP_DADDR])),
+            KeyType::Ipv6Addr => expr(EXPR_PAYLOAD, u32s(&[DESC_IP6, IP6_DADDR])),
+            KeyType::InetService => expr(EXPR_PAYLOAD, u32s(&[DESC_TH, TH_DPORT])),
+            KeyType::InetProto => expr(EXPR_META, u32s(&[META_L4PROTO])),
+        }
+    };
+    let of = |types: &[KeyType]| -> Vec<u8> {
+        match types {
+            [t] => one(*t),
+            many => {
+                let parts: Vec<(u8, Vec<u8>)> = (0u8..).zip(many.iter().map(|t| one(*t))).collect();
+                expr(EXPR_CONCAT, udata(&parts))
+            }
+        }
+    };
+    let mut out = vec![(KEY_TYPEOF, of(&spec.key))];
+    if !spec.data.is_empty() {
+        out.push((DATA_TYPEOF, of(&spec.data)));
+        out.push((DATA_INTERVAL, 0u32.to_ne_bytes().to_vec()));
+    }
+    out
 }
 
 fn encode_err(op: &Op, problem: impl Into<String>) -> ApplyError {
@@ -126,11 +195,37 @@ impl Batch {
             next_set_id: 1,
         };
         b.control(true);
-        for (i, op) in txn.ops.iter().enumerate() {
-            b.op(i, op)?;
+        let mut i = 0;
+        while i < txn.ops.len() {
+            let run = element_run(&txn.ops[i..]);
+            if run > 1 {
+                b.element_run(i, &txn.ops[i..i + run])?;
+            } else {
+                b.op(i, &txn.ops[i])?;
+            }
+            i += run.max(1);
         }
         b.control(false);
         Ok(b)
+    }
+
+    /// One message for `ops`, element additions (or deletions) of one per-service set: an
+    /// error in it is reported against the first, which names the same Service.
+    fn element_run(&mut self, i: usize, ops: &[Op]) -> Result<(), ApplyError> {
+        let (table, set, add) = match &ops[0] {
+            Op::AddElement { table, set, .. } => (table, set, true),
+            Op::DeleteElement { table, set, .. } => (table, set, false),
+            _ => return self.op(i, &ops[0]),
+        };
+        let elems: Vec<(&ElemKey, Option<&ElemValue>)> = ops
+            .iter()
+            .filter_map(|op| match op {
+                Op::AddElement { key, value, .. } => Some((key, Some(value))),
+                Op::DeleteElement { key, .. } => Some((key, None)),
+                _ => None,
+            })
+            .collect();
+        self.elements(i, &ops[0], table, set, &elems, add)
     }
 
     /// The index of the operation whose message had sequence number `seq`.
@@ -337,7 +432,7 @@ impl Batch {
 
     fn named_set_attrs(&mut self, s: &mut Object, spec: &SetSpec) {
         let mut flags = 0;
-        if spec.verdict_map {
+        if spec.is_map() {
             flags |= libc::NFT_SET_MAP as u32;
         }
         if let Some(t) = spec.dynamic_timeout {
@@ -358,6 +453,21 @@ impl Batch {
                 UDATA_SET_DATABYTEORDER,
                 BYTEORDER_INVALID.to_ne_bytes().to_vec(),
             ));
+        } else if !spec.data.is_empty() {
+            s.set(
+                sys::NFTNL_SET_DATA_TYPE,
+                Val::U32(concat_type_id(&spec.data)),
+            );
+            s.set(sys::NFTNL_SET_DATA_LEN, Val::U32(key_len(&spec.data)));
+            ud.push((
+                UDATA_SET_DATABYTEORDER,
+                key_byteorder(&spec.data).to_ne_bytes().to_vec(),
+            ));
+        }
+        if spec.needs_typeof() {
+            // nft cannot name an `integer` key: it lists (and parses) such maps only by the
+            // expressions of their `typeof`, which it keeps in the set's user data.
+            ud.extend(typeof_udata(spec));
         }
         if let Some(size) = spec.size {
             s.set(sys::NFTNL_SET_DESC_SIZE, Val::U32(size));
@@ -509,6 +619,11 @@ impl Batch {
                     bytes += ud.len();
                     el.set(sys::NFTNL_SET_ELEM_USERDATA, Val::Data(&ud));
                 }
+                if !value.data.is_empty() {
+                    let data = encode_key(&ElemKey(value.data.clone()));
+                    bytes += data.len();
+                    el.set(sys::NFTNL_SET_ELEM_DATA, Val::Data(&data));
+                }
             }
             s.add_elem(el);
         }
@@ -535,6 +650,29 @@ impl Batch {
             unsafe { set.build_payload(nlh, true) }
         })
     }
+}
+
+/// How many operations at the start of `ops` go in one element message: consecutive
+/// additions (or deletions) of elements of the same per-service set (its name holds a `/`,
+/// and all its elements belong to that Service), at most [`RUN_ELEMENTS`]. Each message makes
+/// the kernel find its set by name in a list of every set of the table, so a Service's
+/// endpoint map goes in one message rather than one per endpoint. Shared sets stay one
+/// element per message, so that a refused element names its own Service.
+fn element_run(ops: &[Op]) -> usize {
+    fn key(op: &Op) -> Option<(&TableId, &str, bool)> {
+        match op {
+            Op::AddElement { table, set, .. } if set.contains('/') => Some((table, set, true)),
+            Op::DeleteElement { table, set, .. } if set.contains('/') => Some((table, set, false)),
+            _ => None,
+        }
+    }
+    let Some(first) = ops.first().and_then(key) else {
+        return 1;
+    };
+    ops.iter()
+        .take(RUN_ELEMENTS)
+        .take_while(|op| key(op) == Some(first))
+        .count()
 }
 
 fn chain_obj(op: &Op, table: &TableId, chain: &str) -> Result<Object, ApplyError> {
@@ -798,4 +936,106 @@ fn meta_key(key: MetaKey) -> u32 {
         MetaKey::L4Proto => libc::NFT_META_L4PROTO,
         MetaKey::Mark => libc::NFT_META_MARK,
     }) as u32
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ruleset::KeyPart;
+
+    fn hex(bytes: &[u8]) -> String {
+        bytes.iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    fn endpoint_map(family: Family) -> SetSpec {
+        SetSpec {
+            key: vec![KeyType::Integer],
+            data: vec![family.addr_type(), KeyType::InetService],
+            ..SetSpec::default()
+        }
+    }
+
+    /// The user data of an endpoint map is byte for byte what nft 1.0.6 writes for `typeof
+    /// numgen random mod 1 : ip daddr . th dport` (captured with `nft --debug=mnl add map`), so
+    /// `nft list` shows the maps we make as it shows its own.
+    #[test]
+    #[cfg(target_endian = "little")]
+    fn endpoint_map_user_data_is_nfts() {
+        let mut ud = vec![
+            (UDATA_SET_KEYBYTEORDER, key_byteorder(&[KeyType::Integer])),
+            (UDATA_SET_DATABYTEORDER, BYTEORDER_INVALID),
+        ]
+        .into_iter()
+        .map(|(t, v)| (t, v.to_ne_bytes().to_vec()))
+        .collect::<Vec<_>>();
+        ud.extend(typeof_udata(&endpoint_map(Family::Ip)));
+        assert_eq!(
+            hex(&udata(&ud)),
+            "000401000000010400000000031a000417000000011200040100000001040100000002040000\
+             0000043400040d000000012c0014000407000000010c00040c00000001040c0000000114000407\
+             000000010c00040b000000010402000000060400000000"
+        );
+        let v6 = udata(&typeof_udata(&endpoint_map(Family::Ip6)));
+        assert!(
+            hex(&v6).contains("00040d000000010409000000"),
+            "ip6 daddr: {}",
+            hex(&v6)
+        );
+    }
+
+    fn t() -> TableId {
+        TableId {
+            family: Family::Ip,
+            name: "t".into(),
+        }
+    }
+
+    fn add(set: &str, i: u32) -> Op {
+        Op::AddElement {
+            table: t(),
+            set: set.into(),
+            key: ElemKey(vec![KeyPart::Index(i)]),
+            value: ElemValue::default(),
+        }
+    }
+
+    fn del(set: &str, i: u32) -> Op {
+        Op::DeleteElement {
+            table: t(),
+            set: set.into(),
+            key: ElemKey(vec![KeyPart::Index(i)]),
+            value: ElemValue::default(),
+        }
+    }
+
+    #[test]
+    fn elements_of_one_per_service_set_share_a_message() {
+        let a = "service-A-ns/a/tcp/http";
+        let b = "service-B-ns/b/tcp/http";
+        let ops = [
+            del(a, 1),
+            del(a, 2),
+            add(a, 1),
+            add(a, 2),
+            add(b, 0),
+            add("shared", 0),
+            add("shared", 1),
+        ];
+        let runs: Vec<usize> = (0..ops.len()).map(|i| element_run(&ops[i..])).collect();
+        assert_eq!(runs, [2, 1, 2, 1, 1, 1, 1]);
+        let txn = Transaction { ops: ops.to_vec() };
+        let batch = Batch::build(&txn, 100).expect("batch");
+        // Deletions of a, additions of a, b, and each shared element alone.
+        assert_eq!(batch.messages, 5);
+        // A message maps back to the first operation of its run.
+        assert_eq!(batch.op_of(101), Some(0));
+        assert_eq!(batch.op_of(102), Some(2));
+        assert_eq!(batch.op_of(103), Some(4));
+        assert_eq!(batch.op_of(105), Some(6));
+
+        let many: Vec<Op> = (0..250).map(|i| add(a, i)).collect();
+        assert_eq!(element_run(&many), RUN_ELEMENTS);
+        let batch = Batch::build(&Transaction { ops: many }, 1).expect("batch");
+        assert_eq!(batch.messages, 3);
+    }
 }

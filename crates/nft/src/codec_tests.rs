@@ -75,6 +75,10 @@ fn all_exprs(family: Family) -> Vec<Expr> {
         Expr::UpdateSaddr("affinity-X".into()),
         Expr::Dnat(vec![(a, 8080)]),
         Expr::Dnat(vec![(a, 8080), (b, 9090)]),
+        Expr::DnatEndpointMap {
+            modulus: 3,
+            map: "service-X-ns/web/tcp/http".into(),
+        },
         Expr::NumgenGoto(vec![
             "endpoint-a".into(),
             "endpoint-b".into(),
@@ -144,6 +148,42 @@ fn the_rules_of_our_ruleset_survive_the_round_trip() {
     ];
     for rule in rules {
         assert_eq!(round_trip(f, &rule), rule);
+    }
+}
+
+#[test]
+fn an_endpoint_map_rule_is_what_nft_sends() {
+    // nft --debug=netlink for `dnat ip to numgen random mod 2 map @eps`:
+    //   [ numgen reg 1 = random mod 2 ] [ lookup reg 1 set eps dreg 1 ]
+    //   [ nat dnat ip addr_min reg 1 proto_min reg 9 ]
+    for (family, port_reg) in [(Family::Ip, 9), (Family::Ip6, 2)] {
+        let rule = Rule::new(vec![Expr::DnatEndpointMap {
+            modulus: 2,
+            map: "eps".into(),
+        }]);
+        let low = encode_rule(family, &rule);
+        assert!(low.anon_sets.is_empty());
+        assert_eq!(
+            low.exprs,
+            vec![
+                Low::NumgenRandom {
+                    dreg: 1,
+                    modulus: 2
+                },
+                Low::Lookup {
+                    set: SetRef::Named("eps".into()),
+                    sreg: 1,
+                    dreg: Some(1),
+                    invert: false
+                },
+                Low::Dnat {
+                    family,
+                    addr_reg: 1,
+                    proto_reg: port_reg,
+                    flags: 0
+                },
+            ]
+        );
     }
 }
 

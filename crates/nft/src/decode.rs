@@ -411,6 +411,13 @@ impl Decoder<'_> {
                 {
                     return None;
                 }
+                if let SetRef::Named(map) = set {
+                    let expr = Expr::DnatEndpointMap {
+                        modulus: *modulus,
+                        map: map.clone(),
+                    };
+                    return Some((expr, 3));
+                }
                 let map = self.anon_set(set, AnonKind::DnatMap(self.family))?;
                 let endpoints = numbered(map, *modulus, |e| {
                     decode_addr_port(self.family, e.data.as_deref()?)

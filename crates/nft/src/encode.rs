@@ -288,6 +288,24 @@ impl RuleEncoder {
                 });
             }
             Expr::Dnat(endpoints) => self.dnat(endpoints),
+            Expr::DnatEndpointMap { modulus, map } => {
+                self.exprs.push(Low::NumgenRandom {
+                    dreg: reg::R1,
+                    modulus: *modulus,
+                });
+                self.exprs.push(Low::Lookup {
+                    set: SetRef::Named(map.clone()),
+                    sreg: reg::R1,
+                    dreg: Some(reg::R1),
+                    invert: false,
+                });
+                self.exprs.push(Low::Dnat {
+                    family: f,
+                    addr_reg: reg::R1,
+                    proto_reg: reg::at_word(addr_words(f)),
+                    flags: 0,
+                });
+            }
             Expr::NumgenGoto(chains) => {
                 let elements = chains
                     .iter()

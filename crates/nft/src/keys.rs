@@ -21,6 +21,7 @@ pub fn type_id(t: KeyType) -> u32 {
         KeyType::Ipv6Addr => 8,
         KeyType::InetProto => 12,
         KeyType::InetService => 13,
+        KeyType::Integer => TYPE_INTEGER,
     }
 }
 
@@ -30,6 +31,7 @@ fn type_from_id(id: u32) -> Option<KeyType> {
         8 => KeyType::Ipv6Addr,
         12 => KeyType::InetProto,
         13 => KeyType::InetService,
+        TYPE_INTEGER => KeyType::Integer,
         _ => return None,
     })
 }
@@ -41,6 +43,7 @@ pub fn field_len(t: KeyType) -> u32 {
         KeyType::Ipv6Addr => 16,
         KeyType::InetProto => 1,
         KeyType::InetService => 2,
+        KeyType::Integer => 4,
     }
 }
 
@@ -113,6 +116,8 @@ fn part_bytes(part: &KeyPart) -> Vec<u8> {
         KeyPart::Ip(ip) => ip_bytes(ip),
         KeyPart::Proto(p) => vec![proto_number(*p)],
         KeyPart::Port(port) => port_bytes(*port),
+        // `numgen` writes its result in host byte order.
+        KeyPart::Index(i) => i.to_ne_bytes().to_vec(),
     }
 }
 
@@ -151,6 +156,10 @@ fn parse_field(t: KeyType, bytes: &[u8]) -> Option<KeyPart> {
         KeyType::InetService => {
             let b: [u8; 2] = bytes.get(..2)?.try_into().ok()?;
             KeyPart::Port(u16::from_be_bytes(b))
+        }
+        KeyType::Integer => {
+            let b: [u8; 4] = bytes.get(..4)?.try_into().ok()?;
+            KeyPart::Index(u32::from_ne_bytes(b))
         }
     })
 }

@@ -113,7 +113,7 @@ impl Ruleset {
             Op::DeleteSet { table, set, map } => {
                 let t = self.table_mut(table)?;
                 let s = t.sets.get(set).ok_or_else(|| format!("no set {set}"))?;
-                if s.spec.verdict_map != *map {
+                if s.spec.is_map() != *map {
                     return Err(format!(
                         "{set} is not a {}",
                         if *map { "map" } else { "set" }
@@ -145,6 +145,10 @@ impl Ruleset {
                 }
                 if s.spec.verdict_map != value.verdict.is_some() {
                     return Err(format!("element {key} and {set} disagree on a verdict"));
+                }
+                let data: Vec<_> = value.data.iter().map(|p| p.key_type()).collect();
+                if data != s.spec.data {
+                    return Err(format!("the value of {key} does not fit the type of {set}"));
                 }
                 if s.elements.contains_key(key) {
                     return Err(format!("element {key} exists in {set}"));

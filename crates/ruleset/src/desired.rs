@@ -215,7 +215,11 @@ impl Builder {
         comment: Option<String>,
     ) {
         let key = ElemKey(key);
-        let value = ElemValue { verdict, comment };
+        let value = ElemValue {
+            verdict,
+            comment,
+            data: Vec::new(),
+        };
         if let Some(record) = &mut self.record {
             record.push((set.to_owned(), key, value));
             return;
@@ -440,11 +444,11 @@ impl Builder {
         let uses_local = internal == Action::Forward(EndpointSet::Local)
             || external == Some(ExternalDispatch::Local { has_local: true });
         if uses_cluster {
-            let rules = self.dispatch(view, &view.cluster_endpoints);
+            let rules = self.dispatch(view, &view.cluster_endpoints, &service_chain);
             self.chain(&service_chain, None, rules);
         }
         if uses_local {
-            let rules = self.dispatch(view, &view.local_endpoints);
+            let rules = self.dispatch(view, &view.local_endpoints, &local_chain);
             self.chain(&local_chain, None, rules);
         }
 
@@ -600,9 +604,15 @@ impl Builder {
         }
     }
 
-    /// The rules that pick one endpoint of `endpoints` (not empty), plus hairpin elements, and
-    /// with session affinity the per-endpoint chains and sets.
-    fn dispatch(&mut self, view: &ServicePortView, endpoints: &[Endpoint]) -> Vec<Rule> {
+    /// The rules of `chain` that pick one endpoint of `endpoints` (not empty), plus hairpin
+    /// elements; several endpoints are the map named after the chain, and with session affinity
+    /// there are per-endpoint chains and sets.
+    fn dispatch(
+        &mut self,
+        view: &ServicePortView,
+        endpoints: &[Endpoint],
+        chain: &str,
+    ) -> Vec<Rule> {
         let proto = view.name.protocol;
         for ep in endpoints.iter().filter(|e| e.is_local) {
             let key = vec![
@@ -622,10 +632,16 @@ impl Builder {
         let Some(timeout) = view.affinity_timeout else {
             return match endpoints {
                 [one] => vec![dnat(one)],
-                many => vec![Rule::new(vec![
-                    Expr::L4Proto(proto),
-                    Expr::Dnat(many.iter().map(|e| (e.ip, e.port)).collect()),
-                ])],
+                many => {
+                    let modulus = self.endpoint_map(chain, many);
+                    vec![Rule::new(vec![
+                        Expr::L4Proto(proto),
+                        Expr::DnatEndpointMap {
+                            modulus,
+                            map: chain.to_owned(),
+                        },
+                    ])]
+                }
             };
         };
         let mut rules = Vec::new();
@@ -655,5 +671,31 @@ impl Builder {
         }
         rules.push(Rule::new(vec![Expr::NumgenGoto(chains)]));
         rules
+    }
+
+    /// The endpoint map `name` (`integer : addr . inet_service`): endpoint `i` at key `i`, so
+    /// that replacing an endpoint changes one element and no rule. Returns the number of
+    /// endpoints, the modulus of the rule that reads it.
+    fn endpoint_map(&mut self, name: &str, endpoints: &[Endpoint]) -> u32 {
+        let elements: BTreeMap<ElemKey, ElemValue> = (0u32..)
+            .zip(endpoints)
+            .map(|(i, ep)| {
+                let value = ElemValue {
+                    data: vec![KeyPart::Ip(ep.ip), KeyPart::Port(ep.port)],
+                    ..ElemValue::default()
+                };
+                (ElemKey(vec![KeyPart::Index(i)]), value)
+            })
+            .collect();
+        let modulus = u32::try_from(elements.len()).unwrap_or(u32::MAX);
+        let spec = SetSpec {
+            key: vec![KeyType::Integer],
+            data: vec![self.family.addr_type(), KeyType::InetService],
+            ..SetSpec::default()
+        };
+        self.table
+            .sets
+            .insert(name.to_owned(), Set { spec, elements });
+        modulus
     }
 }

@@ -71,7 +71,7 @@ fn plan_table(id: &TableId, have: &Table, want: &Table, ops: &mut Vec<Op>) {
             ops.push(Op::DeleteSet {
                 table: t(),
                 set: (*name).to_owned(),
-                map: have.sets[*name].spec.verdict_map,
+                map: have.sets[*name].spec.is_map(),
             });
         }
     }
@@ -176,7 +176,7 @@ fn plan_table(id: &TableId, have: &Table, want: &Table, ops: &mut Vec<Op>) {
             ops.push(Op::DeleteSet {
                 table: t(),
                 set: name.clone(),
-                map: set.spec.verdict_map,
+                map: set.spec.is_map(),
             });
         }
     }

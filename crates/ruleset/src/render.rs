@@ -1,7 +1,9 @@
 //! A ruleset as `nft list ruleset` prints it. The text is also valid `nft -f` input.
 
 use crate::format::{duration, priority};
-use crate::types::{Chain, ElemKey, ElemValue, Family, Ruleset, Set, Table, TableId};
+use crate::types::{
+    Chain, ElemKey, ElemValue, Family, KeyType, Ruleset, Set, SetSpec, Table, TableId,
+};
 use std::fmt::Write as _;
 
 /// Renders every table.
@@ -31,17 +33,26 @@ pub fn render_table(id: &TableId, table: &Table) -> String {
     out
 }
 
-/// `set`/`map` declaration line's type: `ipv4_addr . inet_proto . inet_service : verdict`.
-pub(crate) fn set_type(set: &crate::types::SetSpec) -> String {
-    let key: Vec<&str> = set.key.iter().map(|k| k.keyword()).collect();
-    let mut t = key.join(" . ");
+/// `set`/`map` declaration's type clause: `type ipv4_addr . inet_proto . inet_service :
+/// verdict`, or for keys nft cannot name (`integer`) `typeof numgen random mod 1 : ip daddr .
+/// th dport`, as nft lists them.
+pub(crate) fn set_type(set: &SetSpec) -> String {
+    let (word, name): (&str, fn(&KeyType) -> &'static str) = if set.needs_typeof() {
+        ("typeof", |k| k.typeof_expr())
+    } else {
+        ("type", |k| k.keyword())
+    };
+    let join = |types: &[KeyType]| types.iter().map(name).collect::<Vec<_>>().join(" . ");
+    let mut t = format!("{word} {}", join(&set.key));
     if set.verdict_map {
         t.push_str(" : verdict");
+    } else if !set.data.is_empty() {
+        let _ = write!(t, " : {}", join(&set.data));
     }
     t
 }
 
-/// One element as nft prints it: `key [comment "…"] [: verdict]`.
+/// One element as nft prints it: `key [comment "…"] [: verdict | : data]`.
 pub(crate) fn element(key: &ElemKey, value: &ElemValue) -> String {
     let mut out = key.to_string();
     if let Some(c) = &value.comment {
@@ -50,12 +61,15 @@ pub(crate) fn element(key: &ElemKey, value: &ElemValue) -> String {
     if let Some(v) = &value.verdict {
         let _ = write!(out, " : {v}");
     }
+    for (i, part) in value.data.iter().enumerate() {
+        let _ = write!(out, "{}{part}", if i == 0 { " : " } else { " . " });
+    }
     out
 }
 
 fn render_set(name: &str, set: &Set) -> String {
-    let kind = if set.spec.verdict_map { "map" } else { "set" };
-    let mut out = format!("\t{kind} {name} {{\n\t\ttype {}\n", set_type(&set.spec));
+    let kind = if set.spec.is_map() { "map" } else { "set" };
+    let mut out = format!("\t{kind} {name} {{\n\t\t{}\n", set_type(&set.spec));
     if let Some(size) = set.spec.size {
         let _ = writeln!(out, "\t\tsize {size}");
     }

@@ -47,8 +47,18 @@ pub enum Expr {
     Masquerade,
     /// `update @set { ip saddr }`: remember the client for session affinity.
     UpdateSaddr(String),
-    /// DNAT to one endpoint, or to one of several chosen at random.
+    /// DNAT to one endpoint, or to one of several chosen at random through an anonymous map
+    /// (the layout before endpoint maps, still read from the kernel so that an upgrade
+    /// replaces it; [`Expr::DnatEndpointMap`] is what we make).
     Dnat(Vec<(IpAddr, u16)>),
+    /// `dnat ip to numgen random mod <modulus> map @<map>`: DNAT to one of the endpoints of a
+    /// named map keyed 0..modulus, chosen at random.
+    DnatEndpointMap {
+        /// The number of endpoints.
+        modulus: u32,
+        /// The map (`integer : addr . inet_service`).
+        map: String,
+    },
     /// `numgen random mod N vmap { 0 : goto a, … }`: choose a chain at random.
     NumgenGoto(Vec<String>),
     /// `reject` (ICMP port unreachable).
@@ -112,6 +122,7 @@ impl Rule {
             | Expr::PortVmap(s)
             | Expr::HairpinLookup(s)
             | Expr::UpdateSaddr(s) => Some(s.as_str()),
+            Expr::DnatEndpointMap { map, .. } => Some(map.as_str()),
             _ => None,
         })
     }
@@ -169,6 +180,9 @@ fn render_expr(out: &mut String, expr: &Expr, family: Family) {
                 write!(out, " }}")
             }
         },
+        Expr::DnatEndpointMap { modulus, map } => {
+            write!(out, "dnat {f} to numgen random mod {modulus} map @{map}")
+        }
         Expr::NumgenGoto(chains) => {
             let _ = write!(out, "numgen random mod {} vmap {{ ", chains.len());
             for (i, c) in chains.iter().enumerate() {

@@ -120,7 +120,14 @@ impl Op {
             Op::AddSet { set, .. } | Op::DeleteSet { set, .. } => {
                 set.contains('/').then(|| from_name(set)).flatten()
             }
-            Op::AddElement { value, .. } | Op::DeleteElement { value, .. } => from_comment(value),
+            // A per-service set's elements are its Service's; shared ones carry a comment.
+            Op::AddElement { set, value, .. } | Op::DeleteElement { set, value, .. } => {
+                if set.contains('/') {
+                    from_name(set)
+                } else {
+                    from_comment(value)
+                }
+            }
             Op::AddTable { .. } | Op::DeleteTable { .. } => None,
         }
     }
@@ -148,8 +155,8 @@ impl Op {
                 format!("add rule {table} {chain} {}", rule.render(table.family))
             }
             Op::AddSet { table, set, spec } => {
-                let kind = if spec.verdict_map { "map" } else { "set" };
-                let mut out = format!("add {kind} {table} {set} {{ type {};", set_type(spec));
+                let kind = if spec.is_map() { "map" } else { "set" };
+                let mut out = format!("add {kind} {table} {set} {{ {};", set_type(spec));
                 if let Some(size) = spec.size {
                     let _ = write!(out, " size {size};");
                 }

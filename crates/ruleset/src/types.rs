@@ -153,6 +153,8 @@ pub enum KeyType {
     InetProto,
     /// A port.
     InetService,
+    /// A 32-bit number in host byte order: what `numgen` yields (nft's `integer`).
+    Integer,
 }
 
 impl KeyType {
@@ -163,6 +165,19 @@ impl KeyType {
             KeyType::Ipv6Addr => "ipv6_addr",
             KeyType::InetProto => "inet_proto",
             KeyType::InetService => "inet_service",
+            KeyType::Integer => "integer",
+        }
+    }
+
+    /// An expression of this type, for `typeof` declarations (nft cannot declare an
+    /// `integer` key by type name).
+    pub fn typeof_expr(self) -> &'static str {
+        match self {
+            KeyType::Ipv4Addr => "ip daddr",
+            KeyType::Ipv6Addr => "ip6 daddr",
+            KeyType::InetProto => "meta l4proto",
+            KeyType::InetService => "th dport",
+            KeyType::Integer => "numgen random mod 1",
         }
     }
 }
@@ -174,12 +189,26 @@ pub struct SetSpec {
     pub key: Vec<KeyType>,
     /// True for a verdict map (`: verdict`), false for a plain set.
     pub verdict_map: bool,
+    /// The value of a data map (`: ipv4_addr . inet_service`); empty for sets and verdict maps.
+    pub data: Vec<KeyType>,
     /// Elements are added by the packet path (`update @set`), with a timeout.
     pub dynamic_timeout: Option<u32>,
     /// Maximum number of elements, for dynamic sets.
     pub size: Option<u32>,
     /// The set comment.
     pub comment: Option<String>,
+}
+
+impl SetSpec {
+    /// True for a map (verdict or data), false for a plain set.
+    pub fn is_map(&self) -> bool {
+        self.verdict_map || !self.data.is_empty()
+    }
+
+    /// True when nft must declare it with `typeof` (its key holds an `integer`).
+    pub fn needs_typeof(&self) -> bool {
+        self.key.contains(&KeyType::Integer)
+    }
 }
 
 /// One field of an element key.
@@ -191,6 +220,8 @@ pub enum KeyPart {
     Proto(Protocol),
     /// A port.
     Port(u16),
+    /// A number (`integer`): the position of an endpoint in an endpoint map.
+    Index(u32),
 }
 
 impl KeyPart {
@@ -201,6 +232,7 @@ impl KeyPart {
             KeyPart::Ip(IpAddr::V6(_)) => KeyType::Ipv6Addr,
             KeyPart::Proto(_) => KeyType::InetProto,
             KeyPart::Port(_) => KeyType::InetService,
+            KeyPart::Index(_) => KeyType::Integer,
         }
     }
 }
@@ -211,6 +243,7 @@ impl fmt::Display for KeyPart {
             KeyPart::Ip(ip) => write!(f, "{ip}"),
             KeyPart::Proto(p) => f.write_str(p.nft_name()),
             KeyPart::Port(p) => write!(f, "{p}"),
+            KeyPart::Index(i) => write!(f, "{i}"),
         }
     }
 }
@@ -267,6 +300,8 @@ impl fmt::Display for Verdict {
 pub struct ElemValue {
     /// The verdict, in verdict maps.
     pub verdict: Option<Verdict>,
+    /// The value, in data maps (`10.0.0.1 . 8080`); empty otherwise.
+    pub data: Vec<KeyPart>,
     /// Who owns the element (`namespace/name:port`), shown by `nft list`.
     pub comment: Option<String>,
 }

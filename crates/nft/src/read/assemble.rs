@@ -176,14 +176,17 @@ fn chain(raw: &RawChain, rules: Vec<Rule>) -> Chain {
     }
 }
 
-/// A named set or map. Anything but the three kinds we make (a plain set, a verdict map, a
-/// dynamic set with a timeout), with keys and verdicts we know, gets an empty key.
+/// A named set or map. Anything but the four kinds we make (a plain set, a verdict map, a data
+/// map, a dynamic set with a timeout), with keys, data and verdicts we know, gets an empty key.
 fn named_set(raw: &RawSet) -> Set {
     let dynamic = raw.flags & (SET_TIMEOUT | SET_EVAL) == SET_TIMEOUT | SET_EVAL;
-    let verdict_map = raw.flags & SET_MAP != 0 && raw.data_type == keys::TYPE_VERDICT;
+    let map = raw.flags & SET_MAP != 0;
+    let verdict_map = map && raw.data_type == keys::TYPE_VERDICT;
+    let data_map = map && !verdict_map;
     let spec = SetSpec {
         key: Vec::new(),
         verdict_map,
+        data: Vec::new(),
         dynamic_timeout: None,
         size: raw.size,
         comment: raw.comment.clone(),
@@ -194,7 +197,7 @@ fn named_set(raw: &RawSet) -> Set {
     };
     let expected_flags = if dynamic {
         SET_TIMEOUT | SET_EVAL
-    } else if verdict_map {
+    } else if map {
         SET_MAP
     } else {
         0
@@ -220,26 +223,45 @@ fn named_set(raw: &RawSet) -> Set {
     let Some(key) = keys::types_from_id(raw.key_type, raw.key_len) else {
         return unknown(spec);
     };
+    let data = if data_map {
+        match keys::types_from_id(raw.data_type, raw.data_len) {
+            Some(data) => data,
+            None => return unknown(spec),
+        }
+    } else {
+        Vec::new()
+    };
     let mut elements = BTreeMap::new();
     if !dynamic {
         for e in &raw.elements {
-            let Some((k, v)) = element(&key, verdict_map, e) else {
+            let Some((k, v)) = element(&key, verdict_map, &data, e) else {
                 return unknown(spec);
             };
             elements.insert(k, v);
         }
     }
     Set {
-        spec: SetSpec { key, ..spec },
+        spec: SetSpec { key, data, ..spec },
         elements,
     }
 }
 
-/// One element of a named set, when it is one we could have written.
-fn element(key: &[KeyType], verdict_map: bool, e: &RawElem) -> Option<(ElemKey, ElemValue)> {
-    if e.flags != 0 || e.data.is_some() {
+/// One element of a named set, when it is one we could have written (`data`: the value types
+/// of a data map, empty otherwise).
+fn element(
+    key: &[KeyType],
+    verdict_map: bool,
+    data: &[KeyType],
+    e: &RawElem,
+) -> Option<(ElemKey, ElemValue)> {
+    if e.flags != 0 {
         return None;
     }
+    let data = match (&e.data, data.is_empty()) {
+        (Some(bytes), false) => keys::decode_key(data, bytes)?.0,
+        (None, true) => Vec::new(),
+        _ => return None,
+    };
     let k = keys::decode_key(key, &e.key)?;
     let verdict = match (&e.verdict, verdict_map) {
         (Some(v), true) => Some(verdict(v.code, v.chain.as_deref()).ok()?),
@@ -251,6 +273,7 @@ fn element(key: &[KeyType], verdict_map: bool, e: &RawElem) -> Option<(ElemKey, 
         ElemValue {
             verdict,
             comment: e.comment.clone(),
+            data,
         },
     ))
 }
@@ -499,7 +522,8 @@ mod tests {
             vm.elements[&key],
             ElemValue {
                 verdict: Some(Verdict::Goto("svc".into())),
-                comment: Some("default/kubernetes:https".into())
+                comment: Some("default/kubernetes:https".into()),
+                data: Vec::new(),
             }
         );
         let d = &t.sets["affinity"];
@@ -526,14 +550,54 @@ mod tests {
     }
 
     #[test]
+    fn endpoint_maps_are_read_with_their_data() {
+        let mut m = set("service-X-ns/web/tcp/http", SET_MAP, keys::TYPE_INTEGER, 4);
+        m.data_type = keys::concat_type_id(&[KeyType::Ipv4Addr, KeyType::InetService]);
+        m.data_len = 8;
+        for (i, last) in [(0u32, 1u8), (1, 2)] {
+            let mut e = elem(&i.to_ne_bytes());
+            e.data = Some(vec![10, 1, 0, last, 0x1f, 0x90, 0, 0]);
+            m.elements.push(e);
+        }
+        let t = table(Family::Ip, &raw_table(), vec![], vec![m], vec![]).expect("table");
+        let m = &t.sets["service-X-ns/web/tcp/http"];
+        assert_eq!(m.spec.key, [KeyType::Integer]);
+        assert_eq!(m.spec.data, [KeyType::Ipv4Addr, KeyType::InetService]);
+        assert!(!m.spec.verdict_map);
+        let got: Vec<(Vec<KeyPart>, Vec<KeyPart>)> = m
+            .elements
+            .iter()
+            .map(|(k, v)| (k.0.clone(), v.data.clone()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (
+                    vec![KeyPart::Index(0)],
+                    vec![ip("10.1.0.1"), KeyPart::Port(8080)]
+                ),
+                (
+                    vec![KeyPart::Index(1)],
+                    vec![ip("10.1.0.2"), KeyPart::Port(8080)]
+                ),
+            ]
+        );
+    }
+
+    #[test]
     fn sets_we_would_not_make_get_an_empty_key() {
         let mut cases = Vec::new();
         cases.push(set("unknown-type", 0, 9, 6)); // ether_addr
         cases.push(set("interval", SET_INTERVAL, 7, 4));
         let mut data_map = set("data-map", SET_MAP, 7, 4);
-        data_map.data_type = 7;
-        data_map.data_len = 4;
+        data_map.data_type = 9; // ether_addr
+        data_map.data_len = 6;
         cases.push(data_map);
+        let mut no_data = set("endpoints-without-data", SET_MAP, keys::TYPE_INTEGER, 4);
+        no_data.data_type = keys::concat_type_id(&[KeyType::Ipv4Addr, KeyType::InetService]);
+        no_data.data_len = 8;
+        no_data.elements.push(elem(&0u32.to_ne_bytes()));
+        cases.push(no_data);
         let mut accept = set("accept-map", SET_MAP, 7, 4);
         accept.data_type = keys::TYPE_VERDICT;
         let mut e = elem(&[10, 0, 0, 1]);

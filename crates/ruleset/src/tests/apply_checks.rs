@@ -64,6 +64,7 @@ fn add_element(set: &str, key: Vec<KeyPart>, verdict: Option<Verdict>) -> Op {
         value: ElemValue {
             verdict,
             comment: None,
+            data: Vec::new(),
         },
     }
 }

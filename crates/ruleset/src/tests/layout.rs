@@ -1,7 +1,7 @@
 //! What `desired` lays out for specific cases (DESIGN.md §2.3, §2.4, §2.6, §3), asserted by the
 //! rules' rendered text.
 
-use super::{compute, planned, port_view, rules, table_id};
+use super::{compute, elements, planned, port_view, rules, table_id};
 use crate::names::{affinity_set_name, endpoint_chain_name};
 use crate::{
     chain_name, desired, render_table, ChainKind, ElemKey, ElemValue, Family, KeyPart, KeyType, Op,
@@ -76,8 +76,16 @@ fn etp_local_external_chain_short_circuits_pods_then_the_node_then_goes_local() 
     );
     assert_eq!(
         rules(&rs, Family::Ip, &svc),
-        ["meta l4proto tcp dnat ip to numgen random mod 2 map { 0 : 10.1.3.1 . 8443, 1 : 10.1.3.2 . 8443 }"]
+        [format!(
+            "meta l4proto tcp dnat ip to numgen random mod 2 map @{svc}"
+        )]
     );
+    assert_eq!(
+        elements(&rs, Family::Ip, &svc),
+        ["0 : 10.1.3.1 . 8443", "1 : 10.1.3.2 . 8443"]
+    );
+    // The local chain has one endpoint, so no map.
+    assert!(!rs.tables[&table_id(Family::Ip)].sets.contains_key(&loc));
     // External entry points go to the external chain; the ClusterIP (iTP Cluster) to the
     // service chain.
     let t = &rs.tables[&table_id(Family::Ip)];
@@ -213,7 +221,7 @@ fn one_endpoint_is_a_plain_dnat() {
 }
 
 #[test]
-fn several_endpoints_are_a_numgen_map_in_endpoint_order() {
+fn several_endpoints_are_a_numgen_map_named_after_the_chain_in_endpoint_order() {
     let services = [service("default", "web", "10.96.0.10").port("http", "TCP", 80)];
     let slices = [slice("default", "web-1", "web", "IPv4")
         .port("http", "TCP", 8080)
@@ -223,10 +231,25 @@ fn several_endpoints_are_a_numgen_map_in_endpoint_order() {
         .endpoint(ep("10.1.0.2", "node-b"))];
     let (out, rs) = build(&node_config(), &Options::default(), &services, &slices);
     let view = port_view(&out, IpFamily::V4, "default", "web", "http", Protocol::Tcp);
+    let svc = chain_name(ChainKind::Service, view);
     assert_eq!(
-        rules(&rs, Family::Ip, &chain_name(ChainKind::Service, view)),
-        ["meta l4proto tcp dnat ip to numgen random mod 3 map { 0 : 10.1.0.1 . 8080, 1 : 10.1.0.2 . 8080, 2 : 10.1.0.3 . 8080 }"]
+        rules(&rs, Family::Ip, &svc),
+        [format!(
+            "meta l4proto tcp dnat ip to numgen random mod 3 map @{svc}"
+        )]
     );
+    assert_eq!(
+        elements(&rs, Family::Ip, &svc),
+        [
+            "0 : 10.1.0.1 . 8080",
+            "1 : 10.1.0.2 . 8080",
+            "2 : 10.1.0.3 . 8080"
+        ]
+    );
+    let spec = &rs.tables[&table_id(Family::Ip)].sets[&svc].spec;
+    assert_eq!(spec.key, [KeyType::Integer]);
+    assert_eq!(spec.data, [KeyType::Ipv4Addr, KeyType::InetService]);
+    assert!(!spec.verdict_map);
     // The local endpoint has a hairpin element; the others do not.
     let hairpin = &rs.tables[&table_id(Family::Ip)].sets["hairpin-connections"];
     let keys: Vec<String> = hairpin.elements.keys().map(ToString::to_string).collect();
@@ -266,6 +289,7 @@ fn affinity_uses_per_endpoint_sets_and_chains() {
             SetSpec {
                 key: vec![KeyType::Ipv4Addr],
                 verdict_map: false,
+                data: Vec::new(),
                 dynamic_timeout: Some(90),
                 size: Some(65_535),
                 comment: None,
@@ -340,6 +364,7 @@ fn firewall_chain_drops_sources_outside_the_ranges() {
                 &ElemValue {
                     verdict: Some(Verdict::Goto(fw)),
                     comment: Some("shop/lb:https".into()),
+                    data: Vec::new(),
                 }
             )]
         );
@@ -490,9 +515,20 @@ fn ipv6_table_uses_ip6_and_ipv6_addresses() {
     let services = [service("default", "web", "fd00:96::10").port("http", "TCP", 80)];
     let (out, rs) = build(&node_config(), &Options::default(), &services, &slices[..1]);
     let web = port_view(&out, IpFamily::V6, "default", "web", "http", Protocol::Tcp);
+    let svc = chain_name(ChainKind::Service, web);
     assert_eq!(
-        rules(&rs, Family::Ip6, &chain_name(ChainKind::Service, web)),
-        ["meta l4proto tcp dnat ip6 to numgen random mod 2 map { 0 : fd00:10::1 . 8080, 1 : fd00:10::2 . 8080 }"]
+        rules(&rs, Family::Ip6, &svc),
+        [format!(
+            "meta l4proto tcp dnat ip6 to numgen random mod 2 map @{svc}"
+        )]
+    );
+    assert_eq!(
+        elements(&rs, Family::Ip6, &svc),
+        ["0 : fd00:10::1 . 8080", "1 : fd00:10::2 . 8080"]
+    );
+    assert_eq!(
+        rs.tables[&table_id(Family::Ip6)].sets[&svc].spec.data,
+        [KeyType::Ipv6Addr, KeyType::InetService]
     );
 }
 

@@ -217,25 +217,39 @@ fn web_change(before: &[Ep], after: &[Ep]) -> (Transaction, String) {
 }
 
 #[test]
-fn replacing_one_remote_endpoint_of_three_flushes_and_refills_only_that_chain() {
+fn replacing_one_remote_endpoint_of_three_changes_only_its_endpoint_map() {
     let (txn, svc) = web_change(
         &[remote("10.1.0.1"), remote("10.1.0.2"), remote("10.1.0.3")],
         &[remote("10.1.0.1"), remote("10.1.0.3"), remote("10.1.0.4")],
     );
     let t = "ip kube-nftproxy";
+    // Endpoints sit in the map in address order: the ones after the replaced one move up.
+    // No rule changes, so the kernel has nothing to validate.
     assert_eq!(
         lines(&txn),
         [
-            format!("flush chain {t} {svc}"),
-            format!(
-                "add rule {t} {svc} meta l4proto tcp dnat ip to numgen random mod 3 map \
-                 {{ 0 : 10.1.0.1 . 8080, 1 : 10.1.0.3 . 8080, 2 : 10.1.0.4 . 8080 }}"
-            ),
+            format!("delete element {t} {svc} {{ 1 }}"),
+            format!("delete element {t} {svc} {{ 2 }}"),
+            format!("add element {t} {svc} {{ 1 : 10.1.0.3 . 8080 }}"),
+            format!("add element {t} {svc} {{ 2 : 10.1.0.4 . 8080 }}"),
         ]
     );
-    assert_eq!(counts(&txn), [0, 1, 0, 0, 0, 1, 0, 0]);
-    assert!(element_sets(&txn).is_empty());
+    assert_eq!(counts(&txn), [0, 0, 0, 2, 2, 0, 0, 0]);
+    assert_eq!(element_sets(&txn), [svc.as_str()]);
     assert_eq!(txn.services(), ["default/web"]);
+
+    // Replacing the last one is one element out, one in.
+    let (txn, _) = web_change(
+        &[remote("10.1.0.1"), remote("10.1.0.2"), remote("10.1.0.3")],
+        &[remote("10.1.0.1"), remote("10.1.0.2"), remote("10.1.0.4")],
+    );
+    assert_eq!(
+        lines(&txn),
+        [
+            format!("delete element {t} {svc} {{ 2 }}"),
+            format!("add element {t} {svc} {{ 2 : 10.1.0.4 . 8080 }}"),
+        ]
+    );
 }
 
 #[test]
@@ -251,38 +265,66 @@ fn replacing_one_local_endpoint_of_three_also_swaps_its_hairpin_element() {
             format!(
                 "delete element {t} hairpin-connections {{ 10.1.0.2 . 10.1.0.2 . tcp . 8080 }}"
             ),
+            format!("delete element {t} {svc} {{ 1 }}"),
+            format!("delete element {t} {svc} {{ 2 }}"),
             format!("add element {t} hairpin-connections {{ 10.1.0.4 . 10.1.0.4 . tcp . 8080 }}"),
-            format!("flush chain {t} {svc}"),
-            format!(
-                "add rule {t} {svc} meta l4proto tcp dnat ip to numgen random mod 3 map \
-                 {{ 0 : 10.1.0.1 . 8080, 1 : 10.1.0.3 . 8080, 2 : 10.1.0.4 . 8080 }}"
-            ),
+            format!("add element {t} {svc} {{ 1 : 10.1.0.3 . 8080 }}"),
+            format!("add element {t} {svc} {{ 2 : 10.1.0.4 . 8080 }}"),
         ]
     );
-    // No verdict-map element changes: only the hairpin set.
-    assert_eq!(element_sets(&txn), ["hairpin-connections"]);
+    // No verdict-map element changes and no rules: only the hairpin set and the endpoint map.
+    assert_eq!(element_sets(&txn), ["hairpin-connections", svc.as_str()]);
+    assert_eq!(counts(&txn)[5], 0);
     assert_eq!(txn.services(), ["default/web"]);
 }
 
 #[test]
-fn adding_one_endpoint_flushes_and_refills_only_that_chain() {
+fn adding_one_endpoint_adds_its_element_and_rewrites_the_modulus() {
     let three = [remote("10.1.0.1"), remote("10.1.0.2"), remote("10.1.0.3")];
     let (txn, svc) = web_change(&three, &[three.as_slice(), &[remote("10.1.0.4")]].concat());
-    assert_eq!(counts(&txn), [0, 1, 0, 0, 0, 1, 0, 0]);
     let t = "ip kube-nftproxy";
-    assert_eq!(lines(&txn)[0], format!("flush chain {t} {svc}"));
-    assert!(
-        lines(&txn)[1].ends_with("3 : 10.1.0.4 . 8080 }"),
-        "{}",
-        txn.render()
+    assert_eq!(
+        lines(&txn),
+        [
+            format!("add element {t} {svc} {{ 3 : 10.1.0.4 . 8080 }}"),
+            format!("flush chain {t} {svc}"),
+            format!(
+                "add rule {t} {svc} meta l4proto tcp dnat ip to numgen random mod 4 map @{svc}"
+            ),
+        ]
     );
     assert_eq!(txn.services(), ["default/web"]);
 
     // A local one also adds its hairpin element, and nothing else.
     let (txn, _) = web_change(&three, &[three.as_slice(), &[local("10.1.0.4")]].concat());
-    assert_eq!(counts(&txn), [0, 1, 0, 1, 0, 1, 0, 0]);
-    assert_eq!(element_sets(&txn), ["hairpin-connections"]);
+    assert_eq!(counts(&txn), [0, 1, 0, 2, 0, 1, 0, 0]);
+    assert_eq!(element_sets(&txn), ["hairpin-connections", svc.as_str()]);
     assert_eq!(txn.services(), ["default/web"]);
+
+    // And from one endpoint to two, the map appears with the rule that reads it.
+    let (txn, _) = web_change(&three[..1], &three[..2]);
+    assert_eq!(
+        lines(&txn),
+        [
+            format!("add map {t} {svc} {{ typeof numgen random mod 1 : ip daddr . th dport; }}"),
+            format!("add element {t} {svc} {{ 0 : 10.1.0.1 . 8080 }}"),
+            format!("add element {t} {svc} {{ 1 : 10.1.0.2 . 8080 }}"),
+            format!("flush chain {t} {svc}"),
+            format!(
+                "add rule {t} {svc} meta l4proto tcp dnat ip to numgen random mod 2 map @{svc}"
+            ),
+        ]
+    );
+    // Back to one: the rule stops reading the map before the map goes.
+    let (txn, _) = web_change(&three[..2], &three[..1]);
+    assert_eq!(
+        lines(&txn),
+        [
+            format!("flush chain {t} {svc}"),
+            format!("add rule {t} {svc} meta l4proto tcp dnat to 10.1.0.1:8080"),
+            format!("delete map {t} {svc}"),
+        ]
+    );
 }
 
 #[test]
@@ -407,6 +449,8 @@ fn etp_local_service_losing_its_only_local_endpoint_adds_drop_elements() {
             format!("flush chain {t} {svc}"),
             format!("add rule {t} {svc} meta l4proto tcp dnat to 10.1.3.2:8443"),
             format!("flush chain {t} {loc}"),
+            // The cluster set is down to one endpoint: its map goes.
+            format!("delete map {t} {svc}"),
             format!("delete chain {t} {loc}"),
         ]
     );
@@ -426,13 +470,15 @@ fn etp_local_service_losing_its_only_local_endpoint_adds_drop_elements() {
         &[remote("10.1.3.2")],
         &[local("10.1.3.1"), remote("10.1.3.2")],
     );
-    assert_eq!(counts(&txn), [1, 2, 0, 1, 2, 6, 0, 0]);
+    // The hairpin element, and the cluster set's map (with its two elements) again.
+    assert_eq!(counts(&txn), [1, 2, 0, 3, 2, 6, 1, 0]);
     assert_eq!(
         element_sets(&txn),
         [
             "hairpin-connections",
             "no-endpoint-nodeports",
-            "no-endpoint-services"
+            "no-endpoint-services",
+            svc.as_str()
         ]
     );
     assert_eq!(txn.services(), ["shop/lb"]);

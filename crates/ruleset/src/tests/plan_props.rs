@@ -632,6 +632,7 @@ fn plan_removes_an_obsolete_map_and_the_chain_its_elements_target() {
         crate::ElemValue {
             verdict: Some(crate::Verdict::Goto("old-chain".into())),
             comment: None,
+            data: Vec::new(),
         },
     );
     table.sets.insert("old-map".into(), old);
