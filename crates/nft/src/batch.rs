@@ -7,6 +7,7 @@ use crate::error::ApplyError;
 use crate::ffi::{cstring, Kind, Object, Val};
 use crate::keys::{concat_type_id, encode_key, key_len, type_id, TYPE_INTEGER, TYPE_VERDICT};
 use crate::low::{AnonElem, AnonKind, AnonSet, CmpOp, CtKey, Low, MetaKey, PayloadBase, SetRef};
+use model::Protocol;
 use nftnl_sys as sys;
 use ruleset::{BaseChain, ElemKey, ElemValue, Family, Hook, KeyType, Op, SetSpec, TableId};
 use ruleset::{Transaction, Verdict};
@@ -107,6 +108,35 @@ fn key_byteorder(key: &[KeyType]) -> u32 {
     }
 }
 
+/// The user data of a named set, as nft writes it: byte orders, `typeof` expressions where
+/// nft needs them, the comment.
+fn set_udata(spec: &SetSpec) -> Vec<u8> {
+    let mut ud = vec![(
+        UDATA_SET_KEYBYTEORDER,
+        key_byteorder(&spec.key).to_ne_bytes().to_vec(),
+    )];
+    if spec.verdict_map {
+        ud.push((
+            UDATA_SET_DATABYTEORDER,
+            BYTEORDER_INVALID.to_ne_bytes().to_vec(),
+        ));
+    } else if !spec.data.is_empty() {
+        ud.push((
+            UDATA_SET_DATABYTEORDER,
+            key_byteorder(&spec.data).to_ne_bytes().to_vec(),
+        ));
+    }
+    if spec.needs_typeof() {
+        // nft cannot name an `integer` key: it lists (and parses) such maps only by the
+        // expressions of their `typeof`, which it keeps in the set's user data.
+        ud.extend(typeof_udata(spec));
+    }
+    if let Some(c) = &spec.comment {
+        ud.push((UDATA_SET_COMMENT, comment_value(c)));
+    }
+    udata(&ud)
+}
+
 /// `NFTNL_UDATA_SET_*` types of a `typeof` declaration, and of the expressions in it (the
 /// values are nft's own numbering, which it keeps stable because it reads them back).
 mod typeof_ids {
@@ -123,8 +153,12 @@ mod typeof_ids {
     pub const EXPR_NUMGEN: u32 = 23;
     /// nft's protocol descriptions and header fields (`payload.c`, `proto.h`).
     pub const DESC_TH: u32 = 11;
+    pub const DESC_TCP: u32 = 8;
+    pub const DESC_UDP: u32 = 6;
+    pub const DESC_SCTP: u32 = 10;
     pub const DESC_IP: u32 = 12;
     pub const DESC_IP6: u32 = 13;
+    /// `dport` in the templates of th, tcp, udp and sctp alike.
     pub const TH_DPORT: u32 = 2;
     pub const IP_DADDR: u32 = 12;
     pub const IP6_DADDR: u32 = 9;
@@ -151,7 +185,15 @@ fn typeof_udata(spec: &SetSpec) -> Vec<(u8, Vec<u8>)> {
             KeyType::Integer => expr(EXPR_NUMGEN, u32s(&[NUMGEN_RANDOM, 1, 0])),
             KeyType::Ipv4Addr => expr(EXPR_PAYLOAD, u32s(&[DESC_IP, IP_DADDR])),
             KeyType::Ipv6Addr => expr(EXPR_PAYLOAD, u32s(&[DESC_IP6, IP6_DADDR])),
-            KeyType::InetService => expr(EXPR_PAYLOAD, u32s(&[DESC_TH, TH_DPORT])),
+            KeyType::InetService => {
+                let desc = match spec.port_protocol {
+                    None => DESC_TH,
+                    Some(Protocol::Tcp) => DESC_TCP,
+                    Some(Protocol::Udp) => DESC_UDP,
+                    Some(Protocol::Sctp) => DESC_SCTP,
+                };
+                expr(EXPR_PAYLOAD, u32s(&[desc, TH_DPORT]))
+            }
             KeyType::InetProto => expr(EXPR_META, u32s(&[META_L4PROTO])),
         }
     };
@@ -442,40 +484,18 @@ impl Batch {
         s.set(sys::NFTNL_SET_FLAGS, Val::U32(flags));
         s.set(sys::NFTNL_SET_KEY_TYPE, Val::U32(concat_type_id(&spec.key)));
         s.set(sys::NFTNL_SET_KEY_LEN, Val::U32(key_len(&spec.key)));
-        let mut ud = vec![(
-            UDATA_SET_KEYBYTEORDER,
-            key_byteorder(&spec.key).to_ne_bytes().to_vec(),
-        )];
         if spec.verdict_map {
             s.set(sys::NFTNL_SET_DATA_TYPE, Val::U32(TYPE_VERDICT));
             s.set(sys::NFTNL_SET_DATA_LEN, Val::U32(0));
-            ud.push((
-                UDATA_SET_DATABYTEORDER,
-                BYTEORDER_INVALID.to_ne_bytes().to_vec(),
-            ));
         } else if !spec.data.is_empty() {
-            s.set(
-                sys::NFTNL_SET_DATA_TYPE,
-                Val::U32(concat_type_id(&spec.data)),
-            );
+            let data_type = concat_type_id(&spec.data);
+            s.set(sys::NFTNL_SET_DATA_TYPE, Val::U32(data_type));
             s.set(sys::NFTNL_SET_DATA_LEN, Val::U32(key_len(&spec.data)));
-            ud.push((
-                UDATA_SET_DATABYTEORDER,
-                key_byteorder(&spec.data).to_ne_bytes().to_vec(),
-            ));
-        }
-        if spec.needs_typeof() {
-            // nft cannot name an `integer` key: it lists (and parses) such maps only by the
-            // expressions of their `typeof`, which it keeps in the set's user data.
-            ud.extend(typeof_udata(spec));
         }
         if let Some(size) = spec.size {
             s.set(sys::NFTNL_SET_DESC_SIZE, Val::U32(size));
         }
-        if let Some(c) = &spec.comment {
-            ud.push((UDATA_SET_COMMENT, comment_value(c)));
-        }
-        s.set(sys::NFTNL_SET_USERDATA, Val::Data(&udata(&ud)));
+        s.set(sys::NFTNL_SET_USERDATA, Val::Data(&set_udata(spec)));
         let id = self.set_id();
         s.set(sys::NFTNL_SET_ID, Val::U32(id));
     }
@@ -653,16 +673,26 @@ impl Batch {
 }
 
 /// How many operations at the start of `ops` go in one element message: consecutive
-/// additions (or deletions) of elements of the same per-service set (its name holds a `/`,
-/// and all its elements belong to that Service), at most [`RUN_ELEMENTS`]. Each message makes
-/// the kernel find its set by name in a list of every set of the table, so a Service's
-/// endpoint map goes in one message rather than one per endpoint. Shared sets stay one
-/// element per message, so that a refused element names its own Service.
+/// additions (or deletions) of elements of one set that belong to one Service (a per-service
+/// set, whose name holds a `/`, or elements with the same `namespace/name:port` comment), at
+/// most [`RUN_ELEMENTS`]. An error in the message is reported against its first operation,
+/// which names the same Service. Each message makes the kernel find its set by name, walking
+/// the table's list of sets, so a Service's endpoints go in one message rather than one each.
 fn element_run(ops: &[Op]) -> usize {
-    fn key(op: &Op) -> Option<(&TableId, &str, bool)> {
+    fn owner(set: &str, value: &ElemValue) -> Option<String> {
+        if set.contains('/') {
+            return Some(set.to_owned());
+        }
+        value.comment.clone()
+    }
+    fn key(op: &Op) -> Option<(&TableId, &str, bool, String)> {
         match op {
-            Op::AddElement { table, set, .. } if set.contains('/') => Some((table, set, true)),
-            Op::DeleteElement { table, set, .. } if set.contains('/') => Some((table, set, false)),
+            Op::AddElement {
+                table, set, value, ..
+            } => Some((table, set, true, owner(set, value)?)),
+            Op::DeleteElement {
+                table, set, value, ..
+            } => Some((table, set, false, owner(set, value)?)),
             _ => None,
         }
     }
@@ -671,7 +701,7 @@ fn element_run(ops: &[Op]) -> usize {
     };
     ops.iter()
         .take(RUN_ELEMENTS)
-        .take_while(|op| key(op) == Some(first))
+        .take_while(|op| key(op).as_ref() == Some(&first))
         .count()
 }
 
@@ -895,10 +925,17 @@ fn expr_obj(op: &Op, low: &Low, set_ids: &[u32]) -> Result<(Object, usize), Appl
             u32_attr(&mut e, sys::NFTNL_EXPR_MASQ_FLAGS, *flags);
             e
         }
-        Low::NumgenRandom { dreg, modulus } => {
+        Low::NumgenRandom {
+            dreg,
+            modulus,
+            offset,
+        } => {
             let mut e = new(c"numgen")?;
             u32_attr(&mut e, sys::NFTNL_EXPR_NG_DREG, *dreg);
             u32_attr(&mut e, sys::NFTNL_EXPR_NG_MODULUS, *modulus);
+            if *offset != 0 {
+                u32_attr(&mut e, sys::NFTNL_EXPR_NG_OFFSET, *offset);
+            }
             u32_attr(&mut e, sys::NFTNL_EXPR_NG_TYPE, libc::NFT_NG_RANDOM as u32);
             e
         }
@@ -947,40 +984,43 @@ mod tests {
         bytes.iter().map(|b| format!("{b:02x}")).collect()
     }
 
-    fn endpoint_map(family: Family) -> SetSpec {
+    fn endpoint_map(family: Family, port_protocol: Protocol) -> SetSpec {
         SetSpec {
-            key: vec![KeyType::Integer],
+            key: vec![KeyType::Integer; 3],
             data: vec![family.addr_type(), KeyType::InetService],
+            port_protocol: Some(port_protocol),
+            comment: Some("endpoints of service chains, by tag".into()),
             ..SetSpec::default()
         }
     }
 
     /// The user data of an endpoint map is byte for byte what nft 1.0.6 writes for `typeof
-    /// numgen random mod 1 : ip daddr . th dport` (captured with `nft --debug=mnl add map`), so
-    /// `nft list` shows the maps we make as it shows its own.
+    /// numgen random mod 1 . numgen random mod 1 . numgen random mod 1 : ip daddr . tcp dport`
+    /// with that comment (captured with `nft --debug=mnl add map`), so `nft list` shows the
+    /// maps we make as it shows its own; `udp dport`, `sctp dport` and `ip6 daddr` differ from
+    /// it where nft's do.
     #[test]
     #[cfg(target_endian = "little")]
     fn endpoint_map_user_data_is_nfts() {
-        let mut ud = vec![
-            (UDATA_SET_KEYBYTEORDER, key_byteorder(&[KeyType::Integer])),
-            (UDATA_SET_DATABYTEORDER, BYTEORDER_INVALID),
-        ]
-        .into_iter()
-        .map(|(t, v)| (t, v.to_ne_bytes().to_vec()))
-        .collect::<Vec<_>>();
-        ud.extend(typeof_udata(&endpoint_map(Family::Ip)));
+        let tcp = hex(&set_udata(&endpoint_map(Family::Ip, Protocol::Tcp)));
         assert_eq!(
-            hex(&udata(&ud)),
-            "000401000000010400000000031a000417000000011200040100000001040100000002040000\
-             0000043400040d000000012c0014000407000000010c00040c00000001040c0000000114000407\
-             000000010c00040b000000010402000000060400000000"
+            tcp,
+            "000400000000010400000000035c00040d0000000154001a000417000000011200040100\
+             0000010401000000020400000000011a0004170000000112000401000000010401000000\
+             020400000000021a00041700000001120004010000000104010000000204000000000434\
+             00040d000000012c0014000407000000010c00040c00000001040c000000011400040700\
+             0000010c0004080000000104020000000604000000000724656e64706f696e7473206f66\
+             207365727669636520636861696e732c2062792074616700"
         );
-        let v6 = udata(&typeof_udata(&endpoint_map(Family::Ip6)));
-        assert!(
-            hex(&v6).contains("00040d000000010409000000"),
-            "ip6 daddr: {}",
-            hex(&v6)
-        );
+        for (family, protocol, part) in [
+            (Family::Ip, Protocol::Udp, "00040600000001040200"),
+            (Family::Ip, Protocol::Sctp, "00040a00000001040200"),
+            (Family::Ip6, Protocol::Tcp, "00040d000000010409000000"),
+        ] {
+            let ud = hex(&set_udata(&endpoint_map(family, protocol)));
+            assert!(ud.contains(part), "{family:?} {protocol:?}: {ud}");
+            assert_eq!(ud.len(), tcp.len());
+        }
     }
 
     fn t() -> TableId {
@@ -1012,17 +1052,28 @@ mod tests {
     fn elements_of_one_per_service_set_share_a_message() {
         let a = "service-A-ns/a/tcp/http";
         let b = "service-B-ns/b/tcp/http";
+        let owned = |mut op: Op, owner: &str| {
+            if let Op::AddElement { value, .. } = &mut op {
+                value.comment = Some(owner.into());
+            }
+            op
+        };
         let ops = [
             del(a, 1),
             del(a, 2),
             add(a, 1),
             add(a, 2),
             add(b, 0),
-            add("shared", 0),
-            add("shared", 1),
+            owned(add("shared", 0), "ns/x:http"),
+            owned(add("shared", 1), "ns/y:http"),
         ];
         let runs: Vec<usize> = (0..ops.len()).map(|i| element_run(&ops[i..])).collect();
         assert_eq!(runs, [2, 1, 2, 1, 1, 1, 1]);
+        // Elements of a shared set with one owner share a message; without an owner, not.
+        let x = owned(add("shared", 0), "ns/x:http");
+        let x2 = owned(add("shared", 2), "ns/x:http");
+        assert_eq!(element_run(&[x.clone(), x2.clone(), x.clone()]), 3);
+        assert_eq!(element_run(&[add("shared", 0), add("shared", 1)]), 1);
         let txn = Transaction { ops: ops.to_vec() };
         let batch = Batch::build(&txn, 100).expect("batch");
         // Deletions of a, additions of a, b, and each shared element alone.

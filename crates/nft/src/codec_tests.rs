@@ -76,8 +76,14 @@ fn all_exprs(family: Family) -> Vec<Expr> {
         Expr::Dnat(vec![(a, 8080)]),
         Expr::Dnat(vec![(a, 8080), (b, 9090)]),
         Expr::DnatEndpointMap {
+            tag: [3_735_928_559, 0],
             modulus: 3,
-            map: "service-X-ns/web/tcp/http".into(),
+            map: "endpoints-07".into(),
+        },
+        Expr::DnatEndpointMap {
+            tag: [0, 1],
+            modulus: 2,
+            map: "endpoints-31".into(),
         },
         Expr::NumgenGoto(vec![
             "endpoint-a".into(),
@@ -153,23 +159,30 @@ fn the_rules_of_our_ruleset_survive_the_round_trip() {
 
 #[test]
 fn an_endpoint_map_rule_is_what_nft_sends() {
-    // nft --debug=netlink for `dnat ip to numgen random mod 2 map @eps`:
-    //   [ numgen reg 1 = random mod 2 ] [ lookup reg 1 set eps dreg 1 ]
+    // nft --debug=netlink for `dnat ip to numgen random mod 1 offset 5 . numgen random mod 1
+    // offset 7 . numgen random mod 2 map @eps`:
+    //   [ numgen reg 1 = random mod 1 offset 5 ] [ numgen reg 9 = random mod 1 offset 7 ]
+    //   [ numgen reg 10 = random mod 2 ] [ lookup reg 1 set eps dreg 1 ]
     //   [ nat dnat ip addr_min reg 1 proto_min reg 9 ]
     for (family, port_reg) in [(Family::Ip, 9), (Family::Ip6, 2)] {
         let rule = Rule::new(vec![Expr::DnatEndpointMap {
+            tag: [5, 7],
             modulus: 2,
             map: "eps".into(),
         }]);
         let low = encode_rule(family, &rule);
         assert!(low.anon_sets.is_empty());
+        let numgen = |dreg, modulus, offset| Low::NumgenRandom {
+            dreg,
+            modulus,
+            offset,
+        };
         assert_eq!(
             low.exprs,
             vec![
-                Low::NumgenRandom {
-                    dreg: 1,
-                    modulus: 2
-                },
+                numgen(1, 1, 5),
+                numgen(9, 1, 7),
+                numgen(10, 2, 0),
                 Low::Lookup {
                     set: SetRef::Named("eps".into()),
                     sreg: 1,

@@ -379,7 +379,50 @@ impl Decoder<'_> {
                 let endpoint = (self.ip(addr)?, u16::from_be_bytes(port));
                 Some((Expr::Dnat(vec![endpoint]), 3))
             }
-            [NumgenRandom { dreg, modulus }, Lookup {
+            [NumgenRandom {
+                dreg: d0,
+                modulus: 1,
+                offset: tag0,
+            }, NumgenRandom {
+                dreg: d1,
+                modulus: 1,
+                offset: tag1,
+            }, NumgenRandom {
+                dreg: d2,
+                modulus,
+                offset: 0,
+            }, Lookup {
+                set: SetRef::Named(map),
+                sreg,
+                dreg: Some(out),
+                invert: false,
+            }, Dnat {
+                family,
+                addr_reg,
+                proto_reg,
+                ..
+            }, ..]
+                if *d0 == r1
+                    && *d1 == reg::at_word(1)
+                    && *d2 == reg::at_word(2)
+                    && *sreg == r1
+                    && *out == r1
+                    && *family == self.family
+                    && *addr_reg == r1
+                    && *proto_reg == reg::at_word(w) =>
+            {
+                let expr = Expr::DnatEndpointMap {
+                    tag: [*tag0, *tag1],
+                    modulus: *modulus,
+                    map: map.clone(),
+                };
+                Some((expr, 5))
+            }
+            [NumgenRandom {
+                dreg,
+                modulus,
+                offset: 0,
+            }, Lookup {
                 set,
                 sreg,
                 dreg: Some(out),
@@ -410,13 +453,6 @@ impl Decoder<'_> {
                     || *proto_reg != reg::at_word(w)
                 {
                     return None;
-                }
-                if let SetRef::Named(map) = set {
-                    let expr = Expr::DnatEndpointMap {
-                        modulus: *modulus,
-                        map: map.clone(),
-                    };
-                    return Some((expr, 3));
                 }
                 let map = self.anon_set(set, AnonKind::DnatMap(self.family))?;
                 let endpoints = numbered(map, *modulus, |e| {

@@ -288,10 +288,20 @@ impl RuleEncoder {
                 });
             }
             Expr::Dnat(endpoints) => self.dnat(endpoints),
-            Expr::DnatEndpointMap { modulus, map } => {
+            Expr::DnatEndpointMap { tag, modulus, map } => {
+                // The key `tag0 . tag1 . i` in three consecutive 4-byte registers, as nft
+                // loads a concatenation: reg 1, reg 9, reg 10.
+                for (word, offset) in (0u32..).zip(tag) {
+                    self.exprs.push(Low::NumgenRandom {
+                        dreg: reg::at_word(word),
+                        modulus: 1,
+                        offset: *offset,
+                    });
+                }
                 self.exprs.push(Low::NumgenRandom {
-                    dreg: reg::R1,
+                    dreg: reg::at_word(2),
                     modulus: *modulus,
+                    offset: 0,
                 });
                 self.exprs.push(Low::Lookup {
                     set: SetRef::Named(map.clone()),
@@ -324,6 +334,7 @@ impl RuleEncoder {
                 self.exprs.push(Low::NumgenRandom {
                     dreg: reg::R1,
                     modulus: index(chains.len()),
+                    offset: 0,
                 });
                 self.exprs.push(Low::Lookup {
                     set,
@@ -379,6 +390,7 @@ impl RuleEncoder {
         self.exprs.push(Low::NumgenRandom {
             dreg: reg::R1,
             modulus: index(endpoints.len()),
+            offset: 0,
         });
         self.exprs.push(Low::Lookup {
             set,

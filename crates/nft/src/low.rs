@@ -165,12 +165,14 @@ pub enum Low {
         /// `NF_NAT_RANGE_*` flags.
         flags: u32,
     },
-    /// `numgen reg <dreg> = random mod <modulus>`.
+    /// `numgen reg <dreg> = random mod <modulus> [offset <offset>]`.
     NumgenRandom {
         /// Destination register.
         dreg: u32,
-        /// Results are 0..modulus.
+        /// Results are offset..offset+modulus.
         modulus: u32,
+        /// Added to the result (with `mod 1`: a constant).
+        offset: u32,
     },
     /// `fib saddr type => reg <dreg>` (result: the address type, 4 bytes host order).
     FibSaddrType {

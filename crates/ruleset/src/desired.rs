@@ -17,14 +17,18 @@
 //! both rulesets are in the kernel ours decide every new connection, whichever program
 //! (re)created its chains last ("Beside kube-proxy: the live switch" in the architecture).
 
-use crate::names::{affinity_set_name, chain_name, endpoint_chain_name, ChainKind};
+use crate::names::{
+    affinity_set_name, chain_name, endpoint_chain_name, endpoint_map_name, endpoint_maps,
+    endpoint_tag, ChainKind, EndpointTag,
+};
 use crate::rule::{Expr, Rule};
 use crate::types::{
     BaseChain, Chain, ChainType, ElemKey, ElemValue, Family, Hook, KeyPart, KeyType, Ruleset, Set,
     SetSpec, Table, TableId, Verdict,
 };
 use model::{
-    Action, Endpoint, EndpointSet, ExternalDispatch, FamilyServices, NodeServices, ServicePortView,
+    Action, Endpoint, EndpointSet, ExternalDispatch, FamilyServices, NodeServices, Protocol,
+    ServicePortView,
 };
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -214,12 +218,16 @@ impl Builder {
         verdict: Option<Verdict>,
         comment: Option<String>,
     ) {
-        let key = ElemKey(key);
         let value = ElemValue {
             verdict,
             comment,
             data: Vec::new(),
         };
+        self.put(set, ElemKey(key), value);
+    }
+
+    /// Adds (or records, or counts) one element of a set the table declares.
+    fn put(&mut self, set: &str, key: ElemKey, value: ElemValue) {
         if let Some(record) = &mut self.record {
             record.push((set.to_owned(), key, value));
             return;
@@ -279,6 +287,24 @@ impl Builder {
             false,
             "service hairpin connections",
         );
+        for protocol in [Protocol::Tcp, Protocol::Udp, Protocol::Sctp] {
+            for shard in 0..endpoint_maps(protocol) {
+                let spec = SetSpec {
+                    key: vec![KeyType::Integer; 3],
+                    data: vec![addr, InetService],
+                    port_protocol: Some(protocol),
+                    comment: Some("endpoints of service chains, by tag".into()),
+                    ..SetSpec::default()
+                };
+                self.table.sets.insert(
+                    endpoint_map_name(protocol, shard),
+                    Set {
+                        spec,
+                        ..Set::default()
+                    },
+                );
+            }
+        }
         for ip in &fam.node_port_ips {
             self.element(NODEPORT_IPS, vec![KeyPart::Ip(*ip)], None, None);
         }
@@ -444,11 +470,11 @@ impl Builder {
         let uses_local = internal == Action::Forward(EndpointSet::Local)
             || external == Some(ExternalDispatch::Local { has_local: true });
         if uses_cluster {
-            let rules = self.dispatch(view, &view.cluster_endpoints, &service_chain);
+            let rules = self.dispatch(view, &view.cluster_endpoints, ChainKind::Service);
             self.chain(&service_chain, None, rules);
         }
         if uses_local {
-            let rules = self.dispatch(view, &view.local_endpoints, &local_chain);
+            let rules = self.dispatch(view, &view.local_endpoints, ChainKind::Local);
             self.chain(&local_chain, None, rules);
         }
 
@@ -604,14 +630,14 @@ impl Builder {
         }
     }
 
-    /// The rules of `chain` that pick one endpoint of `endpoints` (not empty), plus hairpin
-    /// elements; several endpoints are the map named after the chain, and with session affinity
-    /// there are per-endpoint chains and sets.
+    /// The rules of the `kind` chain of `view` that pick one endpoint of `endpoints` (not
+    /// empty), plus hairpin elements; several endpoints are elements of an endpoint map, and with
+    /// session affinity there are per-endpoint chains and sets.
     fn dispatch(
         &mut self,
         view: &ServicePortView,
         endpoints: &[Endpoint],
-        chain: &str,
+        kind: ChainKind,
     ) -> Vec<Rule> {
         let proto = view.name.protocol;
         for ep in endpoints.iter().filter(|e| e.is_local) {
@@ -632,16 +658,10 @@ impl Builder {
         let Some(timeout) = view.affinity_timeout else {
             return match endpoints {
                 [one] => vec![dnat(one)],
-                many => {
-                    let modulus = self.endpoint_map(chain, many);
-                    vec![Rule::new(vec![
-                        Expr::L4Proto(proto),
-                        Expr::DnatEndpointMap {
-                            modulus,
-                            map: chain.to_owned(),
-                        },
-                    ])]
-                }
+                many => vec![Rule::new(vec![
+                    Expr::L4Proto(proto),
+                    self.endpoint_map(view, kind, many),
+                ])],
             };
         };
         let mut rules = Vec::new();
@@ -673,29 +693,34 @@ impl Builder {
         rules
     }
 
-    /// The endpoint map `name` (`integer : addr . inet_service`): endpoint `i` at key `i`, so
-    /// that replacing an endpoint changes one element and no rule. Returns the number of
-    /// endpoints, the modulus of the rule that reads it.
-    fn endpoint_map(&mut self, name: &str, endpoints: &[Endpoint]) -> u32 {
-        let elements: BTreeMap<ElemKey, ElemValue> = (0u32..)
-            .zip(endpoints)
-            .map(|(i, ep)| {
-                let value = ElemValue {
-                    data: vec![KeyPart::Ip(ep.ip), KeyPart::Port(ep.port)],
-                    ..ElemValue::default()
-                };
-                (ElemKey(vec![KeyPart::Index(i)]), value)
-            })
-            .collect();
-        let modulus = u32::try_from(elements.len()).unwrap_or(u32::MAX);
-        let spec = SetSpec {
-            key: vec![KeyType::Integer],
-            data: vec![self.family.addr_type(), KeyType::InetService],
-            ..SetSpec::default()
-        };
-        self.table
-            .sets
-            .insert(name.to_owned(), Set { spec, elements });
-        modulus
+    /// The elements of `endpoints` in their endpoint map (endpoint `i` at `tag . i`, each
+    /// with the service-port's label), and the DNAT that reads them. Replacing an endpoint then
+    /// changes elements only: no rule, nothing for the kernel to validate.
+    fn endpoint_map(
+        &mut self,
+        view: &ServicePortView,
+        kind: ChainKind,
+        endpoints: &[Endpoint],
+    ) -> Expr {
+        let EndpointTag { map, tag } = endpoint_tag(kind, view);
+        let label = view.label();
+        for (i, ep) in (0u32..).zip(endpoints) {
+            let key = ElemKey(vec![
+                KeyPart::Index(tag[0]),
+                KeyPart::Index(tag[1]),
+                KeyPart::Index(i),
+            ]);
+            let value = ElemValue {
+                data: vec![KeyPart::Ip(ep.ip), KeyPart::Port(ep.port)],
+                comment: Some(label.clone()),
+                verdict: None,
+            };
+            self.put(&map, key, value);
+        }
+        Expr::DnatEndpointMap {
+            tag,
+            modulus: u32::try_from(endpoints.len()).unwrap_or(u32::MAX),
+            map,
+        }
     }
 }

@@ -7,7 +7,7 @@
 //! Service: the fixed chains never contain one.
 
 use data_encoding::BASE32_NOPAD;
-use model::ServicePortView;
+use model::{Protocol, ServicePortView};
 use sha2::{Digest, Sha256};
 use std::net::IpAddr;
 
@@ -99,4 +99,47 @@ pub(crate) fn affinity_set_name(view: &ServicePortView, ip: &IpAddr, port: u16) 
         &(identity(view) + &endpoint_suffix(ip, port, false)),
         &(readable(view) + &endpoint_suffix(ip, port, true)),
     )
+}
+
+/// How many endpoint maps each table has for a protocol (nft types a map's port by its
+/// protocol: `tcp dport`). A Service chain with several endpoints reads them from one of these,
+/// chosen by its tag: few maps keep the kernel's lookups of a set by name short (it walks the
+/// table's list of sets), many keep each map small, since adding a rule that reads a map makes
+/// the kernel walk all of the map's elements. Most Services are TCP.
+pub(crate) fn endpoint_maps(protocol: Protocol) -> u32 {
+    match protocol {
+        Protocol::Tcp => 32,
+        Protocol::Udp => 8,
+        Protocol::Sctp => 2,
+    }
+}
+
+/// The name of endpoint map `shard` of `protocol` (`endpoints-tcp-00` …).
+pub(crate) fn endpoint_map_name(protocol: Protocol, shard: u32) -> String {
+    format!("endpoints-{}-{shard:02}", protocol.nft_name())
+}
+
+/// Where the endpoints of one chain live: the map, and the 64-bit tag that prefixes their keys.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct EndpointTag {
+    /// The endpoint map.
+    pub(crate) map: String,
+    /// The two 32-bit words that prefix the keys of this chain's endpoints.
+    pub(crate) tag: [u32; 2],
+}
+
+/// The endpoint map and tag of the `kind` chain of a service-port, from the SHA-256 of its
+/// identity: stable across restarts, and independent of every other Service, so one Service's
+/// elements can be computed alone. Two chains share a tag only if 64 bits of SHA-256 collide
+/// (for 50 000 Services, a chance of about 10^-10).
+pub(crate) fn endpoint_tag(kind: ChainKind, view: &ServicePortView) -> EndpointTag {
+    let digest = Sha256::digest(format!("{}:{}", kind.prefix(), identity(view)).as_bytes());
+    let word = |at: usize| {
+        u32::from_be_bytes([digest[at], digest[at + 1], digest[at + 2], digest[at + 3]])
+    };
+    let protocol = view.name.protocol;
+    EndpointTag {
+        map: endpoint_map_name(protocol, u32::from(digest[0]) % endpoint_maps(protocol)),
+        tag: [word(1), word(5)],
+    }
 }

@@ -37,10 +37,14 @@ pub fn render_table(id: &TableId, table: &Table) -> String {
 /// verdict`, or for keys nft cannot name (`integer`) `typeof numgen random mod 1 : ip daddr .
 /// th dport`, as nft lists them.
 pub(crate) fn set_type(set: &SetSpec) -> String {
-    let (word, name): (&str, fn(&KeyType) -> &'static str) = if set.needs_typeof() {
-        ("typeof", |k| k.typeof_expr())
-    } else {
-        ("type", |k| k.keyword())
+    let typeof_ = set.needs_typeof();
+    let word = if typeof_ { "typeof" } else { "type" };
+    let name = |k: &KeyType| {
+        if typeof_ {
+            set.typeof_expr(*k)
+        } else {
+            k.keyword().to_owned()
+        }
     };
     let join = |types: &[KeyType]| types.iter().map(name).collect::<Vec<_>>().join(" . ");
     let mut t = format!("{word} {}", join(&set.key));

@@ -51,12 +51,16 @@ pub enum Expr {
     /// (the layout before endpoint maps, still read from the kernel so that an upgrade
     /// replaces it; [`Expr::DnatEndpointMap`] is what we make).
     Dnat(Vec<(IpAddr, u16)>),
-    /// `dnat ip to numgen random mod <modulus> map @<map>`: DNAT to one of the endpoints of a
-    /// named map keyed 0..modulus, chosen at random.
+    /// `dnat ip to numgen random mod 1 offset <tag0> . numgen random mod 1 offset <tag1> .
+    /// numgen random mod <modulus> map @<map>`: DNAT to one of the endpoints a shared endpoint
+    /// map holds under this tag (keys `tag0 . tag1 . 0` … `tag0 . tag1 . modulus-1`), chosen at
+    /// random. (`numgen random mod 1 offset K` is how nft writes the constant K.)
     DnatEndpointMap {
+        /// The chain's tag in the map.
+        tag: [u32; 2],
         /// The number of endpoints.
         modulus: u32,
-        /// The map (`integer : addr . inet_service`).
+        /// The map (`integer . integer . integer : addr . inet_service`).
         map: String,
     },
     /// `numgen random mod N vmap { 0 : goto a, … }`: choose a chain at random.
@@ -180,8 +184,18 @@ fn render_expr(out: &mut String, expr: &Expr, family: Family) {
                 write!(out, " }}")
             }
         },
-        Expr::DnatEndpointMap { modulus, map } => {
-            write!(out, "dnat {f} to numgen random mod {modulus} map @{map}")
+        Expr::DnatEndpointMap { tag, modulus, map } => {
+            let _ = write!(out, "dnat {f} to ");
+            for t in tag {
+                // nft leaves out a zero offset.
+                match t {
+                    0 => out.push_str("numgen random mod 1 . "),
+                    t => {
+                        let _ = write!(out, "numgen random mod 1 offset {t} . ");
+                    }
+                }
+            }
+            write!(out, "numgen random mod {modulus} map @{map}")
         }
         Expr::NumgenGoto(chains) => {
             let _ = write!(out, "numgen random mod {} vmap {{ ", chains.len());

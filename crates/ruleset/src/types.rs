@@ -191,6 +191,10 @@ pub struct SetSpec {
     pub verdict_map: bool,
     /// The value of a data map (`: ipv4_addr . inet_service`); empty for sets and verdict maps.
     pub data: Vec<KeyType>,
+    /// In a `typeof` declaration, the protocol whose `dport` stands for an `inet_service`
+    /// field (`tcp dport`); `th dport` when unset. nft 1.0.6 refuses a rule `meta l4proto tcp
+    /// dnat … map @m` added to an existing map typed `th dport` ("conflicting protocols").
+    pub port_protocol: Option<Protocol>,
     /// Elements are added by the packet path (`update @set`), with a timeout.
     pub dynamic_timeout: Option<u32>,
     /// Maximum number of elements, for dynamic sets.
@@ -208,6 +212,14 @@ impl SetSpec {
     /// True when nft must declare it with `typeof` (its key holds an `integer`).
     pub fn needs_typeof(&self) -> bool {
         self.key.contains(&KeyType::Integer)
+    }
+
+    /// The expression a `typeof` declaration uses for a field of type `t`.
+    pub fn typeof_expr(&self, t: KeyType) -> String {
+        match (t, self.port_protocol) {
+            (KeyType::InetService, Some(p)) => format!("{} dport", p.nft_name()),
+            _ => t.typeof_expr().to_owned(),
+        }
     }
 }
 

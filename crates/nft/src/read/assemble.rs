@@ -11,6 +11,7 @@ use crate::decode;
 use crate::error::ReadError;
 use crate::keys;
 use crate::low::{AnonElem, AnonKind, AnonSet, Low, LowRule, SetRef};
+use model::Protocol;
 use ruleset::{
     BaseChain, Chain, ChainType, ElemKey, ElemValue, Family, Hook, KeyType, Rule, Set, SetSpec,
     Table, Verdict,
@@ -51,6 +52,50 @@ pub(crate) fn udata_string(udata: &[u8], ty: u8) -> Option<String> {
         rest = &tail[len..];
     }
     None
+}
+
+/// The user-data entries of a list (type, value), or `None` when it is malformed.
+fn udata_entries(udata: &[u8]) -> Option<Vec<(u8, &[u8])>> {
+    let mut out = Vec::new();
+    let mut rest = udata;
+    while let [t, len, tail @ ..] = rest {
+        let len = usize::from(*len);
+        out.push((*t, tail.get(..len)?));
+        rest = &tail[len..];
+    }
+    rest.is_empty().then_some(out)
+}
+
+/// The protocol of the port in a set's `typeof … : … . <proto> dport` declaration (nft's
+/// `NFTNL_UDATA_SET_DATA_TYPEOF`: the last expression of the data, a payload of the tcp, udp or
+/// sctp header); `None` for anything else, `th dport` included.
+pub(crate) fn typeof_port_protocol(udata: &[u8]) -> Option<Protocol> {
+    const DATA_TYPEOF: u8 = 4;
+    const EXPR: u8 = 0;
+    const DATA: u8 = 1;
+    const EXPR_PAYLOAD: u32 = 7;
+    const EXPR_CONCAT: u32 = 13;
+    fn get<'a>(entries: &[(u8, &'a [u8])], t: u8) -> Option<&'a [u8]> {
+        entries.iter().find(|(ty, _)| *ty == t).map(|e| e.1)
+    }
+    let get_u32 = |v: &[u8]| Some(u32::from_ne_bytes(v.try_into().ok()?));
+    let top = udata_entries(udata)?;
+    let mut expr = udata_entries(get(&top, DATA_TYPEOF)?)?;
+    if get_u32(get(&expr, EXPR)?)? == EXPR_CONCAT {
+        let parts = udata_entries(get(&expr, DATA)?)?;
+        expr = udata_entries(parts.last()?.1)?;
+    }
+    if get_u32(get(&expr, EXPR)?)? != EXPR_PAYLOAD {
+        return None;
+    }
+    let payload = udata_entries(get(&expr, DATA)?)?;
+    let (desc, field) = (get_u32(get(&payload, 0)?)?, get_u32(get(&payload, 1)?)?);
+    match (desc, field) {
+        (8, 2) => Some(Protocol::Tcp),
+        (6, 2) => Some(Protocol::Udp),
+        (10, 2) => Some(Protocol::Sctp),
+        _ => None,
+    }
 }
 
 /// The verdict a kernel verdict code (and chain) stands for, when it is one we use (drop,
@@ -187,6 +232,7 @@ fn named_set(raw: &RawSet) -> Set {
         key: Vec::new(),
         verdict_map,
         data: Vec::new(),
+        port_protocol: raw.port_protocol,
         dynamic_timeout: None,
         size: raw.size,
         comment: raw.comment.clone(),
@@ -455,6 +501,38 @@ mod tests {
         KeyPart::Ip(s.parse().expect("ip"))
     }
 
+    fn unhex(s: &str) -> Vec<u8> {
+        (0..s.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).expect("hex"))
+            .collect()
+    }
+
+    /// User data as nft 1.0.6 writes it for `typeof numgen random mod 1 . numgen random mod 1
+    /// . numgen random mod 1 : ip daddr . <proto> dport` (`nft --debug=mnl`).
+    #[test]
+    #[cfg(target_endian = "little")]
+    fn the_port_protocol_of_a_typeof_declaration() {
+        let head = "000400000000010400000000035c00040d0000000154001a000417000000011200040100000\
+                    0010401000000020400000000011a00041700000001120004010000000104010000000204000\
+                    00000021a0004170000000112000401000000010401000000020400000000043400040d00000\
+                    0012c0014000407000000010c00040c00000001040c0000000114000407000000010c0004";
+        let tail = "000000010402000000060400000000070a656e64706f696e747300";
+        for (desc, want) in [
+            ("08", Some(Protocol::Tcp)),
+            ("06", Some(Protocol::Udp)),
+            ("0a", Some(Protocol::Sctp)),
+            ("0b", None), // th dport
+        ] {
+            let u = unhex(&format!("{head}{desc}{tail}"));
+            assert_eq!(typeof_port_protocol(&u), want, "{desc}");
+            assert_eq!(udata_string(&u, 7).as_deref(), Some("endpoints"));
+        }
+        // Without a typeof, or malformed: none.
+        assert_eq!(typeof_port_protocol(&unhex("0004010000000706616200")), None);
+        assert_eq!(typeof_port_protocol(&unhex(&format!("{head}08"))), None);
+    }
+
     #[test]
     fn udata_strings() {
         // A set's user data: key byte order (type 0, a u32), then the comment (type 7).
@@ -551,17 +629,29 @@ mod tests {
 
     #[test]
     fn endpoint_maps_are_read_with_their_data() {
-        let mut m = set("service-X-ns/web/tcp/http", SET_MAP, keys::TYPE_INTEGER, 4);
+        let key = [KeyType::Integer; 3];
+        let mut m = set(
+            "endpoints-07",
+            SET_MAP,
+            keys::concat_type_id(&key),
+            keys::key_len(&key),
+        );
         m.data_type = keys::concat_type_id(&[KeyType::Ipv4Addr, KeyType::InetService]);
         m.data_len = 8;
         for (i, last) in [(0u32, 1u8), (1, 2)] {
-            let mut e = elem(&i.to_ne_bytes());
+            let k: Vec<u8> = [7u32, 9, i].iter().flat_map(|w| w.to_ne_bytes()).collect();
+            let mut e = elem(&k);
             e.data = Some(vec![10, 1, 0, last, 0x1f, 0x90, 0, 0]);
+            e.comment = Some("ns/web:http".into());
             m.elements.push(e);
         }
         let t = table(Family::Ip, &raw_table(), vec![], vec![m], vec![]).expect("table");
-        let m = &t.sets["service-X-ns/web/tcp/http"];
-        assert_eq!(m.spec.key, [KeyType::Integer]);
+        let m = &t.sets["endpoints-07"];
+        assert_eq!(m.spec.key, key);
+        assert!(m
+            .elements
+            .values()
+            .all(|v| v.comment.as_deref() == Some("ns/web:http")));
         assert_eq!(m.spec.data, [KeyType::Ipv4Addr, KeyType::InetService]);
         assert!(!m.spec.verdict_map);
         let got: Vec<(Vec<KeyPart>, Vec<KeyPart>)> = m
@@ -573,11 +663,11 @@ mod tests {
             got,
             [
                 (
-                    vec![KeyPart::Index(0)],
+                    vec![KeyPart::Index(7), KeyPart::Index(9), KeyPart::Index(0)],
                     vec![ip("10.1.0.1"), KeyPart::Port(8080)]
                 ),
                 (
-                    vec![KeyPart::Index(1)],
+                    vec![KeyPart::Index(7), KeyPart::Index(9), KeyPart::Index(1)],
                     vec![ip("10.1.0.2"), KeyPart::Port(8080)]
                 ),
             ]
@@ -672,6 +762,7 @@ mod tests {
                 Low::NumgenRandom {
                     dreg: 1,
                     modulus: 2,
+                    offset: 0,
                 },
                 Low::Lookup {
                     set: SetRef::Named(set.into()),

@@ -336,10 +336,11 @@ pub(super) fn to_low(expr: &Expr<'_>) -> Result<Low, String> {
                 NUMGEN_RANDOM => {}
                 other => return Err(format!("`numgen` of type {other} (not random)")),
             }
-            a.zero_or_absent(sys::NFTNL_EXPR_NG_OFFSET, "an offset")?;
+            let offset = expr.uint(sys::NFTNL_EXPR_NG_OFFSET).unwrap_or(0);
             Ok(Low::NumgenRandom {
                 dreg: a.reg(sys::NFTNL_EXPR_NG_DREG, "a destination register")?,
                 modulus: a.reg(sys::NFTNL_EXPR_NG_MODULUS, "a modulus")?,
+                offset: u32::try_from(offset).map_err(|_| format!("`numgen` offset {offset}"))?,
             })
         }
         "fib" => {
@@ -554,7 +555,21 @@ mod tests {
             e.low(),
             Ok(Low::NumgenRandom {
                 dreg: 1,
-                modulus: 2
+                modulus: 2,
+                offset: 0
+            })
+        );
+        let e = Built::new("numgen")
+            .u32(sys::NFTNL_EXPR_NG_DREG, 9)
+            .u32(sys::NFTNL_EXPR_NG_MODULUS, 1)
+            .u32(sys::NFTNL_EXPR_NG_TYPE, 1)
+            .u32(sys::NFTNL_EXPR_NG_OFFSET, 3_735_928_559);
+        assert_eq!(
+            e.low(),
+            Ok(Low::NumgenRandom {
+                dreg: 9,
+                modulus: 1,
+                offset: 3_735_928_559
             })
         );
         let e = Built::new("dynset")

@@ -3,10 +3,11 @@
 //! [`RawTable`], [`RawChain`], [`RawSet`], [`RawElem`]s or a [`RawRule`]. Nothing here
 //! interprets the values; that is [`super::assemble`]'s job.
 
-use super::assemble::udata_string;
+use super::assemble::{typeof_port_protocol, udata_string};
 use super::dump::Message;
 use super::exprs::{self, Expr};
 use crate::low::Low;
+use model::Protocol;
 use nftnl_sys as sys;
 use std::ffi::{CStr, CString};
 use std::ptr::NonNull;
@@ -102,6 +103,8 @@ pub(super) struct RawSet {
     pub(super) size: Option<u32>,
     /// The comment from its user data.
     pub(super) comment: Option<String>,
+    /// The protocol of a `typeof … : … . tcp dport` declaration, from its user data.
+    pub(super) port_protocol: Option<Protocol>,
     /// The set carries per-element expressions (counters, quotas …).
     pub(super) has_exprs: bool,
     /// Its elements (left empty for sets whose elements are not read).
@@ -422,7 +425,10 @@ pub(super) fn parse_set(msg: &Message) -> Result<InTable<RawSet>, String> {
             data_len: u32_of(sys::NFTNL_SET_DATA_LEN),
             timeout_ms,
             size: is_set(sys::NFTNL_SET_DESC_SIZE).then(|| u32_of(sys::NFTNL_SET_DESC_SIZE)),
-            comment: udata.and_then(|u| udata_string(&u, UDATA_SET_COMMENT)),
+            comment: udata
+                .as_ref()
+                .and_then(|u| udata_string(u, UDATA_SET_COMMENT)),
+            port_protocol: udata.as_ref().and_then(|u| typeof_port_protocol(u)),
             has_exprs: is_set(sys::NFTNL_SET_EXPR) || is_set(sys::NFTNL_SET_EXPRESSIONS),
             elements: Vec::new(),
         },

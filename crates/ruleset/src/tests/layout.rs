@@ -1,8 +1,8 @@
 //! What `desired` lays out for specific cases (DESIGN.md §2.3, §2.4, §2.6, §3), asserted by the
 //! rules' rendered text.
 
-use super::{compute, elements, planned, port_view, rules, table_id};
-use crate::names::{affinity_set_name, endpoint_chain_name};
+use super::{compute, planned, port_view, rules, table_id};
+use crate::names::{affinity_set_name, endpoint_chain_name, endpoint_tag};
 use crate::{
     chain_name, desired, render_table, ChainKind, ElemKey, ElemValue, Family, KeyPart, KeyType, Op,
     Options, Ruleset, SetSpec, Verdict,
@@ -76,16 +76,14 @@ fn etp_local_external_chain_short_circuits_pods_then_the_node_then_goes_local() 
     );
     assert_eq!(
         rules(&rs, Family::Ip, &svc),
-        [format!(
-            "meta l4proto tcp dnat ip to numgen random mod 2 map @{svc}"
-        )]
+        [dnat_from_map(ChainKind::Service, view, 2)]
     );
     assert_eq!(
-        elements(&rs, Family::Ip, &svc),
+        endpoint_elements(&rs, Family::Ip, ChainKind::Service, view),
         ["0 : 10.1.3.1 . 8443", "1 : 10.1.3.2 . 8443"]
     );
-    // The local chain has one endpoint, so no map.
-    assert!(!rs.tables[&table_id(Family::Ip)].sets.contains_key(&loc));
+    // The local chain has one endpoint: a plain DNAT, no elements.
+    assert!(endpoint_elements(&rs, Family::Ip, ChainKind::Local, view).is_empty());
     // External entry points go to the external chain; the ClusterIP (iTP Cluster) to the
     // service chain.
     let t = &rs.tables[&table_id(Family::Ip)];
@@ -221,7 +219,7 @@ fn one_endpoint_is_a_plain_dnat() {
 }
 
 #[test]
-fn several_endpoints_are_a_numgen_map_named_after_the_chain_in_endpoint_order() {
+fn several_endpoints_are_endpoint_map_elements_in_endpoint_order() {
     let services = [service("default", "web", "10.96.0.10").port("http", "TCP", 80)];
     let slices = [slice("default", "web-1", "web", "IPv4")
         .port("http", "TCP", 8080)
@@ -234,22 +232,26 @@ fn several_endpoints_are_a_numgen_map_named_after_the_chain_in_endpoint_order() 
     let svc = chain_name(ChainKind::Service, view);
     assert_eq!(
         rules(&rs, Family::Ip, &svc),
-        [format!(
-            "meta l4proto tcp dnat ip to numgen random mod 3 map @{svc}"
-        )]
+        [dnat_from_map(ChainKind::Service, view, 3)]
     );
     assert_eq!(
-        elements(&rs, Family::Ip, &svc),
+        endpoint_elements(&rs, Family::Ip, ChainKind::Service, view),
         [
             "0 : 10.1.0.1 . 8080",
             "1 : 10.1.0.2 . 8080",
             "2 : 10.1.0.3 . 8080"
         ]
     );
-    let spec = &rs.tables[&table_id(Family::Ip)].sets[&svc].spec;
-    assert_eq!(spec.key, [KeyType::Integer]);
-    assert_eq!(spec.data, [KeyType::Ipv4Addr, KeyType::InetService]);
-    assert!(!spec.verdict_map);
+    let slot = endpoint_tag(ChainKind::Service, view);
+    let map = &rs.tables[&table_id(Family::Ip)].sets[&slot.map];
+    assert_eq!(map.spec.key, [KeyType::Integer; 3]);
+    assert_eq!(map.spec.data, [KeyType::Ipv4Addr, KeyType::InetService]);
+    assert!(!map.spec.verdict_map);
+    // Each element names its Service.
+    assert!(map
+        .elements
+        .values()
+        .all(|v| v.comment.as_deref() == Some("default/web:http")));
     // The local endpoint has a hairpin element; the others do not.
     let hairpin = &rs.tables[&table_id(Family::Ip)].sets["hairpin-connections"];
     let keys: Vec<String> = hairpin.elements.keys().map(ToString::to_string).collect();
@@ -290,6 +292,7 @@ fn affinity_uses_per_endpoint_sets_and_chains() {
                 key: vec![KeyType::Ipv4Addr],
                 verdict_map: false,
                 data: Vec::new(),
+                port_protocol: None,
                 dynamic_timeout: Some(90),
                 size: Some(65_535),
                 comment: None,
@@ -518,16 +521,15 @@ fn ipv6_table_uses_ip6_and_ipv6_addresses() {
     let svc = chain_name(ChainKind::Service, web);
     assert_eq!(
         rules(&rs, Family::Ip6, &svc),
-        [format!(
-            "meta l4proto tcp dnat ip6 to numgen random mod 2 map @{svc}"
-        )]
+        [dnat_from_map(ChainKind::Service, web, 2).replace("dnat ip ", "dnat ip6 ")]
     );
     assert_eq!(
-        elements(&rs, Family::Ip6, &svc),
+        endpoint_elements(&rs, Family::Ip6, ChainKind::Service, web),
         ["0 : fd00:10::1 . 8080", "1 : fd00:10::2 . 8080"]
     );
+    let map = endpoint_tag(ChainKind::Service, web).map;
     assert_eq!(
-        rs.tables[&table_id(Family::Ip6)].sets[&svc].spec.data,
+        rs.tables[&table_id(Family::Ip6)].sets[&map].spec.data,
         [KeyType::Ipv6Addr, KeyType::InetService]
     );
 }
@@ -727,4 +729,74 @@ fn op_service_maps_chain_set_and_element_ops_to_the_service() {
         chain: "filter-prerouting-pre-dnat".into(),
     };
     assert_eq!(fixed.service(), None);
+}
+
+/// The rule of a chain whose several endpoints are in an endpoint map (IPv4 spelling).
+fn dnat_from_map(kind: ChainKind, view: &ServicePortView, n: u32) -> String {
+    let slot = endpoint_tag(kind, view);
+    let [t0, t1] = slot.tag;
+    format!(
+        "meta l4proto tcp dnat ip to numgen random mod 1 offset {t0} . numgen random mod 1 \
+         offset {t1} . numgen random mod {n} map @{}",
+        slot.map
+    )
+}
+
+/// The endpoints of one chain in its endpoint map, as `i : addr . port`, in key order.
+fn endpoint_elements(
+    rs: &Ruleset,
+    family: Family,
+    kind: ChainKind,
+    view: &ServicePortView,
+) -> Vec<String> {
+    let slot = endpoint_tag(kind, view);
+    let prefix = [KeyPart::Index(slot.tag[0]), KeyPart::Index(slot.tag[1])];
+    rs.tables[&table_id(family)].sets[&slot.map]
+        .elements
+        .iter()
+        .filter(|(k, _)| k.0.starts_with(&prefix))
+        .map(|(k, v)| {
+            let data: Vec<String> = v.data.iter().map(ToString::to_string).collect();
+            format!("{} : {}", k.0[2], data.join(" . "))
+        })
+        .collect()
+}
+
+#[test]
+fn endpoint_tags_are_stable_distinct_per_chain_and_spread_over_the_maps() {
+    use crate::names::endpoint_maps;
+    let names: Vec<String> = (0..400).map(|i| format!("svc-{i}")).collect();
+    let services: Vec<Svc> = names
+        .iter()
+        .enumerate()
+        .map(|(i, n)| {
+            service("default", n, &format!("10.96.{}.{}", i / 200, i % 200 + 1))
+                .port("http", "TCP", 80)
+        })
+        .collect();
+    let out = compute(&node_config(), &services, &[]);
+    let mut tags = std::collections::BTreeSet::new();
+    let mut maps = std::collections::BTreeSet::new();
+    for n in &names {
+        let view = port_view(&out, IpFamily::V4, "default", n, "http", Protocol::Tcp);
+        for kind in [ChainKind::Service, ChainKind::Local] {
+            let slot = endpoint_tag(kind, view);
+            // The same identity gives the same slot (a restart finds its elements again).
+            assert_eq!(slot, endpoint_tag(kind, view));
+            assert!(
+                tags.insert(slot.tag),
+                "{n} {kind:?}: tag {:?} taken",
+                slot.tag
+            );
+            maps.insert(slot.map);
+        }
+    }
+    // 800 TCP chains over the 32 TCP maps: every map gets some.
+    assert_eq!(
+        maps.len(),
+        endpoint_maps(Protocol::Tcp) as usize,
+        "{maps:?}"
+    );
+    assert_eq!(maps.first().map(String::as_str), Some("endpoints-tcp-00"));
+    assert_eq!(maps.last().map(String::as_str), Some("endpoints-tcp-31"));
 }

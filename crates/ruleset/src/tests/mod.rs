@@ -59,21 +59,6 @@ fn rules(rs: &Ruleset, family: Family, chain: &str) -> Vec<String> {
     c.rules.iter().map(|r| r.render(family)).collect()
 }
 
-/// The elements of a set or map, as nft lists them.
-fn elements(rs: &Ruleset, family: Family, set: &str) -> Vec<String> {
-    let table = &rs.tables[&table_id(family)];
-    let s = table.sets.get(set).unwrap_or_else(|| {
-        panic!(
-            "no set {set}; have {:?}",
-            table.sets.keys().collect::<Vec<_>>()
-        )
-    });
-    s.elements
-        .iter()
-        .map(|(k, v)| crate::render::element(k, v))
-        .collect()
-}
-
 use model::fixtures::port_view;
 
 /// Plans `current` → `want`, applies the plan in memory (with the kernel's checks), asserts the

@@ -89,6 +89,20 @@ fn base() -> (Vec<Svc>, Vec<Slice>) {
 }
 
 /// The name of a per-service chain of an IPv4 service-port of `(services, slices)`.
+/// The endpoint map of a chain and the key prefix (`tag0 . tag1`) of its endpoints there.
+fn endpoint_slot(
+    objects: &(Vec<Svc>, Vec<Slice>),
+    kind: ChainKind,
+    namespace: &str,
+    name: &str,
+    port: &str,
+) -> (String, String) {
+    let out = compute(&node_config(), &objects.0, &objects.1);
+    let view = port_view(&out, IpFamily::V4, namespace, name, port, Protocol::Tcp);
+    let slot = crate::names::endpoint_tag(kind, view);
+    (slot.map, format!("{} . {}", slot.tag[0], slot.tag[1]))
+}
+
 fn chain(
     objects: &(Vec<Svc>, Vec<Slice>),
     kind: ChainKind,
@@ -206,74 +220,78 @@ fn adding_a_clusterip_service_with_a_local_endpoint_adds_its_hairpin_element() {
     assert_eq!(txn.services(), ["default/new"]);
 }
 
-/// The transaction for web's endpoints going from `before` to `after`, and web's chain.
-fn web_change(before: &[Ep], after: &[Ep]) -> (Transaction, String) {
+/// The transaction for web's endpoints going from `before` to `after`, web's chain, and its
+/// endpoint map and key prefix.
+fn web_change(before: &[Ep], after: &[Ep]) -> (Transaction, String, (String, String)) {
     let lb = [local("10.1.3.1"), remote("10.1.3.2")];
     let a = cluster(before, &lb, true);
     let b = cluster(after, &lb, true);
     let svc = chain(&a, ChainKind::Service, "default", "web", "http");
+    let slot = endpoint_slot(&a, ChainKind::Service, "default", "web", "http");
     let txn = planned(&ruleset(&a.0, &a.1), &ruleset(&b.0, &b.1));
-    (txn, svc)
+    (txn, svc, slot)
 }
 
 #[test]
-fn replacing_one_remote_endpoint_of_three_changes_only_its_endpoint_map() {
-    let (txn, svc) = web_change(
+fn replacing_one_remote_endpoint_of_three_changes_only_its_endpoint_elements() {
+    let (txn, _, (map, tag)) = web_change(
         &[remote("10.1.0.1"), remote("10.1.0.2"), remote("10.1.0.3")],
         &[remote("10.1.0.1"), remote("10.1.0.3"), remote("10.1.0.4")],
     );
     let t = "ip kube-nftproxy";
+    let c = "comment \"default/web:http\"";
     // Endpoints sit in the map in address order: the ones after the replaced one move up.
     // No rule changes, so the kernel has nothing to validate.
     assert_eq!(
         lines(&txn),
         [
-            format!("delete element {t} {svc} {{ 1 }}"),
-            format!("delete element {t} {svc} {{ 2 }}"),
-            format!("add element {t} {svc} {{ 1 : 10.1.0.3 . 8080 }}"),
-            format!("add element {t} {svc} {{ 2 : 10.1.0.4 . 8080 }}"),
+            format!("delete element {t} {map} {{ {tag} . 1 }}"),
+            format!("delete element {t} {map} {{ {tag} . 2 }}"),
+            format!("add element {t} {map} {{ {tag} . 1 {c} : 10.1.0.3 . 8080 }}"),
+            format!("add element {t} {map} {{ {tag} . 2 {c} : 10.1.0.4 . 8080 }}"),
         ]
     );
     assert_eq!(counts(&txn), [0, 0, 0, 2, 2, 0, 0, 0]);
-    assert_eq!(element_sets(&txn), [svc.as_str()]);
+    assert_eq!(element_sets(&txn), [map.as_str()]);
     assert_eq!(txn.services(), ["default/web"]);
 
     // Replacing the last one is one element out, one in.
-    let (txn, _) = web_change(
+    let (txn, _, _) = web_change(
         &[remote("10.1.0.1"), remote("10.1.0.2"), remote("10.1.0.3")],
         &[remote("10.1.0.1"), remote("10.1.0.2"), remote("10.1.0.4")],
     );
     assert_eq!(
         lines(&txn),
         [
-            format!("delete element {t} {svc} {{ 2 }}"),
-            format!("add element {t} {svc} {{ 2 : 10.1.0.4 . 8080 }}"),
+            format!("delete element {t} {map} {{ {tag} . 2 }}"),
+            format!("add element {t} {map} {{ {tag} . 2 {c} : 10.1.0.4 . 8080 }}"),
         ]
     );
 }
 
 #[test]
 fn replacing_one_local_endpoint_of_three_also_swaps_its_hairpin_element() {
-    let (txn, svc) = web_change(
+    let (txn, _, (map, tag)) = web_change(
         &[local("10.1.0.1"), local("10.1.0.2"), remote("10.1.0.3")],
         &[local("10.1.0.1"), remote("10.1.0.3"), local("10.1.0.4")],
     );
     let t = "ip kube-nftproxy";
+    let c = "comment \"default/web:http\"";
     assert_eq!(
         lines(&txn),
         [
+            format!("delete element {t} {map} {{ {tag} . 1 }}"),
+            format!("delete element {t} {map} {{ {tag} . 2 }}"),
             format!(
                 "delete element {t} hairpin-connections {{ 10.1.0.2 . 10.1.0.2 . tcp . 8080 }}"
             ),
-            format!("delete element {t} {svc} {{ 1 }}"),
-            format!("delete element {t} {svc} {{ 2 }}"),
+            format!("add element {t} {map} {{ {tag} . 1 {c} : 10.1.0.3 . 8080 }}"),
+            format!("add element {t} {map} {{ {tag} . 2 {c} : 10.1.0.4 . 8080 }}"),
             format!("add element {t} hairpin-connections {{ 10.1.0.4 . 10.1.0.4 . tcp . 8080 }}"),
-            format!("add element {t} {svc} {{ 1 : 10.1.0.3 . 8080 }}"),
-            format!("add element {t} {svc} {{ 2 : 10.1.0.4 . 8080 }}"),
         ]
     );
-    // No verdict-map element changes and no rules: only the hairpin set and the endpoint map.
-    assert_eq!(element_sets(&txn), ["hairpin-connections", svc.as_str()]);
+    // No verdict-map element changes and no rules: only the endpoint map and the hairpin set.
+    assert_eq!(element_sets(&txn), [map.as_str(), "hairpin-connections"]);
     assert_eq!(counts(&txn)[5], 0);
     assert_eq!(txn.services(), ["default/web"]);
 }
@@ -281,48 +299,53 @@ fn replacing_one_local_endpoint_of_three_also_swaps_its_hairpin_element() {
 #[test]
 fn adding_one_endpoint_adds_its_element_and_rewrites_the_modulus() {
     let three = [remote("10.1.0.1"), remote("10.1.0.2"), remote("10.1.0.3")];
-    let (txn, svc) = web_change(&three, &[three.as_slice(), &[remote("10.1.0.4")]].concat());
+    let (txn, svc, (map, tag)) =
+        web_change(&three, &[three.as_slice(), &[remote("10.1.0.4")]].concat());
     let t = "ip kube-nftproxy";
+    let c = "comment \"default/web:http\"";
+    let dnat = |n: u32| {
+        let [t0, t1] = [0, 1].map(|i| tag.split(" . ").nth(i).unwrap_or_default().to_owned());
+        format!(
+            "add rule {t} {svc} meta l4proto tcp dnat ip to numgen random mod 1 offset {t0} . \
+             numgen random mod 1 offset {t1} . numgen random mod {n} map @{map}"
+        )
+    };
     assert_eq!(
         lines(&txn),
         [
-            format!("add element {t} {svc} {{ 3 : 10.1.0.4 . 8080 }}"),
+            format!("add element {t} {map} {{ {tag} . 3 {c} : 10.1.0.4 . 8080 }}"),
             format!("flush chain {t} {svc}"),
-            format!(
-                "add rule {t} {svc} meta l4proto tcp dnat ip to numgen random mod 4 map @{svc}"
-            ),
+            dnat(4),
         ]
     );
     assert_eq!(txn.services(), ["default/web"]);
 
     // A local one also adds its hairpin element, and nothing else.
-    let (txn, _) = web_change(&three, &[three.as_slice(), &[local("10.1.0.4")]].concat());
+    let (txn, _, _) = web_change(&three, &[three.as_slice(), &[local("10.1.0.4")]].concat());
     assert_eq!(counts(&txn), [0, 1, 0, 2, 0, 1, 0, 0]);
-    assert_eq!(element_sets(&txn), ["hairpin-connections", svc.as_str()]);
+    assert_eq!(element_sets(&txn), [map.as_str(), "hairpin-connections"]);
     assert_eq!(txn.services(), ["default/web"]);
 
-    // And from one endpoint to two, the map appears with the rule that reads it.
-    let (txn, _) = web_change(&three[..1], &three[..2]);
+    // From one endpoint to two: the elements, then the rule that reads them.
+    let (txn, _, _) = web_change(&three[..1], &three[..2]);
     assert_eq!(
         lines(&txn),
         [
-            format!("add map {t} {svc} {{ typeof numgen random mod 1 : ip daddr . th dport; }}"),
-            format!("add element {t} {svc} {{ 0 : 10.1.0.1 . 8080 }}"),
-            format!("add element {t} {svc} {{ 1 : 10.1.0.2 . 8080 }}"),
+            format!("add element {t} {map} {{ {tag} . 0 {c} : 10.1.0.1 . 8080 }}"),
+            format!("add element {t} {map} {{ {tag} . 1 {c} : 10.1.0.2 . 8080 }}"),
             format!("flush chain {t} {svc}"),
-            format!(
-                "add rule {t} {svc} meta l4proto tcp dnat ip to numgen random mod 2 map @{svc}"
-            ),
+            dnat(2),
         ]
     );
-    // Back to one: the rule stops reading the map before the map goes.
-    let (txn, _) = web_change(&three[..2], &three[..1]);
+    // Back to one: the elements go, in the same transaction as the rule stops reading them.
+    let (txn, _, _) = web_change(&three[..2], &three[..1]);
     assert_eq!(
         lines(&txn),
         [
+            format!("delete element {t} {map} {{ {tag} . 0 }}"),
+            format!("delete element {t} {map} {{ {tag} . 1 }}"),
             format!("flush chain {t} {svc}"),
             format!("add rule {t} {svc} meta l4proto tcp dnat to 10.1.0.1:8080"),
-            format!("delete map {t} {svc}"),
         ]
     );
 }
@@ -385,7 +408,7 @@ fn removing_a_dual_stack_service_with_affinity_deletes_its_sets_in_both_tables()
 
 #[test]
 fn a_service_losing_its_last_endpoint_swaps_dispatch_for_reject() {
-    let (txn, svc) = web_change(&[remote("10.1.0.1")], &[]);
+    let (txn, svc, _) = web_change(&[remote("10.1.0.1")], &[]);
     let t = "ip kube-nftproxy";
     assert_eq!(
         lines(&txn),
@@ -402,7 +425,7 @@ fn a_service_losing_its_last_endpoint_swaps_dispatch_for_reject() {
     assert_eq!(txn.services(), ["default/web"]);
 
     // And back: the reject element goes, the chain and its dispatch come back.
-    let (txn, _) = web_change(&[], &[remote("10.1.0.1")]);
+    let (txn, _, _) = web_change(&[], &[remote("10.1.0.1")]);
     assert_eq!(counts(&txn), [1, 0, 0, 1, 1, 1, 0, 0]);
     assert_eq!(txn.services(), ["default/web"]);
 }
@@ -426,9 +449,21 @@ fn etp_local_service_losing_its_only_local_endpoint_adds_drop_elements() {
         &[remote("10.1.3.2")],
     );
     let t = "ip kube-nftproxy";
+    let web = [remote("10.1.0.1"), remote("10.1.0.2")];
+    let lb = [local("10.1.3.1"), remote("10.1.3.2")];
+    let (map, tag) = endpoint_slot(
+        &cluster(&web, &lb, true),
+        ChainKind::Service,
+        "shop",
+        "lb",
+        "https",
+    );
     assert_eq!(
         lines(&txn),
         [
+            // The cluster set is down to one endpoint: its elements go.
+            format!("delete element {t} {map} {{ {tag} . 0 }}"),
+            format!("delete element {t} {map} {{ {tag} . 1 }}"),
             format!("delete element {t} hairpin-connections {{ 10.1.3.1 . 10.1.3.1 . tcp . 8443 }}"),
             format!(
                 "add element {t} no-endpoint-nodeports {{ tcp . 30443 comment \"shop/lb:https\" : drop }}"
@@ -449,8 +484,6 @@ fn etp_local_service_losing_its_only_local_endpoint_adds_drop_elements() {
             format!("flush chain {t} {svc}"),
             format!("add rule {t} {svc} meta l4proto tcp dnat to 10.1.3.2:8443"),
             format!("flush chain {t} {loc}"),
-            // The cluster set is down to one endpoint: its map goes.
-            format!("delete map {t} {svc}"),
             format!("delete chain {t} {loc}"),
         ]
     );
@@ -458,6 +491,7 @@ fn etp_local_service_losing_its_only_local_endpoint_adds_drop_elements() {
     assert_eq!(
         element_sets(&txn),
         [
+            map.as_str(),
             "hairpin-connections",
             "no-endpoint-nodeports",
             "no-endpoint-services"
@@ -470,15 +504,15 @@ fn etp_local_service_losing_its_only_local_endpoint_adds_drop_elements() {
         &[remote("10.1.3.2")],
         &[local("10.1.3.1"), remote("10.1.3.2")],
     );
-    // The hairpin element, and the cluster set's map (with its two elements) again.
-    assert_eq!(counts(&txn), [1, 2, 0, 3, 2, 6, 1, 0]);
+    // The hairpin element, and the cluster set's two endpoint elements again.
+    assert_eq!(counts(&txn), [1, 2, 0, 3, 2, 6, 0, 0]);
     assert_eq!(
         element_sets(&txn),
         [
+            map.as_str(),
             "hairpin-connections",
             "no-endpoint-nodeports",
-            "no-endpoint-services",
-            svc.as_str()
+            "no-endpoint-services"
         ]
     );
     assert_eq!(txn.services(), ["shop/lb"]);
