@@ -33,6 +33,8 @@ pub fn update_node_view(
     if services.errors.iter().any(is_conflict) {
         return Err(NeedsFull::Conflict);
     }
+    // What the dirty Services claimed (no other service-port claimed any of it).
+    let claimed_before = IpFamily::ALL.map(|family| claims(services.family(family), dirty));
     // Forget the dirty Services: their ports, health checks and errors (their own, their
     // slices', slices that are gone), and the unjoinable slices (collected again below).
     for fam in [&mut services.ipv4, &mut services.ipv6] {
@@ -88,8 +90,8 @@ pub fn update_node_view(
         }
     }
     // The new ports must not collide with any other port (nor with each other).
-    for family in IpFamily::ALL {
-        if added.contains(&family) && has_conflict(services.family(family), dirty) {
+    for (family, before) in IpFamily::ALL.into_iter().zip(&claimed_before) {
+        if added.contains(&family) && has_conflict(services.family(family), dirty, before) {
             return Err(NeedsFull::Conflict);
         }
     }
@@ -113,10 +115,33 @@ fn destinations(
     (ips, view.node_port.map(|np| (protocol, np)))
 }
 
+/// The destinations and NodePorts the service-ports of the `dirty` Services claim.
+fn claims(
+    fam: &super::FamilyServices,
+    dirty: &BTreeSet<ServiceRef>,
+) -> (BTreeSet<Destination>, BTreeSet<(crate::Protocol, u16)>) {
+    let mut ips = BTreeSet::new();
+    let mut node_ports = BTreeSet::new();
+    for svc in dirty {
+        for view in fam.service_ports(svc) {
+            let (mine, node_port) = destinations(view);
+            ips.extend(mine);
+            node_ports.extend(node_port);
+        }
+    }
+    (ips, node_ports)
+}
+
 /// Whether a service-port of a `dirty` Service claims a destination another service-port of
-/// the family claims too. Linear in the number of service-ports, without allocating for the
-/// others.
-fn has_conflict(fam: &super::FamilyServices, dirty: &BTreeSet<ServiceRef>) -> bool {
+/// the family claims too. `before`: what the dirty Services claimed before the change, when no
+/// other service-port claimed any of it; a change that claims nothing new (an endpoint
+/// change) cannot conflict with the others, so only a new claim costs a pass over every
+/// service-port of the family (without allocating for them).
+fn has_conflict(
+    fam: &super::FamilyServices,
+    dirty: &BTreeSet<ServiceRef>,
+    before: &(BTreeSet<Destination>, BTreeSet<(crate::Protocol, u16)>),
+) -> bool {
     let mut mine: BTreeSet<Destination> = BTreeSet::new();
     let mut my_node_ports: BTreeSet<(crate::Protocol, u16)> = BTreeSet::new();
     for view in fam
@@ -140,16 +165,19 @@ fn has_conflict(fam: &super::FamilyServices, dirty: &BTreeSet<ServiceRef>) -> bo
             }
         }
     }
-    fam.ports
-        .values()
-        .filter(|v| !dirty.contains(&v.name.service))
-        .any(|v| {
-            let (protocol, port) = (v.name.protocol, v.port);
-            std::iter::once(&v.cluster_ip)
-                .chain(&v.external_ips)
-                .chain(&v.load_balancer_ips)
-                .any(|ip| mine.contains(&(*ip, protocol, port)))
-                || v.node_port
-                    .is_some_and(|np| my_node_ports.contains(&(protocol, np)))
-        })
+    if mine.is_subset(&before.0) && my_node_ports.is_subset(&before.1) {
+        return false;
+    }
+    // Destinations first: comparing them is cheaper than the Service's name, and a claim is
+    // rare, so the name of almost no other service-port is looked at.
+    fam.ports.values().any(|v| {
+        let (protocol, port) = (v.name.protocol, v.port);
+        let claims = std::iter::once(&v.cluster_ip)
+            .chain(&v.external_ips)
+            .chain(&v.load_balancer_ips)
+            .any(|ip| mine.contains(&(*ip, protocol, port)))
+            || v.node_port
+                .is_some_and(|np| my_node_ports.contains(&(protocol, np)));
+        claims && !dirty.contains(&v.name.service)
+    })
 }
