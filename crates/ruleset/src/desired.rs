@@ -19,7 +19,7 @@
 
 use crate::names::{
     affinity_set_name, chain_name, endpoint_chain_name, endpoint_map_name, endpoint_maps,
-    endpoint_tag, ChainKind, EndpointTag,
+    endpoint_tag, is_endpoint_map, ChainKind, EndpointTag,
 };
 use crate::rule::{Expr, Rule};
 use crate::types::{
@@ -233,7 +233,7 @@ impl Builder {
             return;
         }
         if let Some(s) = self.table.sets.get_mut(set) {
-            if let Some(counts) = &mut self.counts {
+            if let Some(counts) = self.counts.as_mut().filter(|_| !is_endpoint_map(set)) {
                 *counts.entry((set.to_owned(), key.clone())).or_default() += 1;
             }
             s.elements.entry(key).or_insert(value);

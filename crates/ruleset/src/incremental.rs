@@ -5,11 +5,13 @@
 //! Every service-port contributes a fragment (its chains, its affinity sets, its elements of
 //! the shared sets and maps). The state counts, per element, how many service-ports contribute
 //! it (two Services can share a hairpin element), so removing one contributor never removes an
-//! element another still needs. The result equals [`desired`](crate::desired) of the same
+//! element another still needs; endpoint-map elements, which have one contributor each (their
+//! chain's tag), are not counted. The result equals [`desired`](crate::desired) of the same
 //! services (tested as a property), and the transaction equals what [`plan`] would find
 //! between the two, restricted to what changed.
 
 use crate::desired::{desired_table_counted, port_fragment, Fragment};
+use crate::names::is_endpoint_map;
 use crate::plan::plan;
 use crate::transaction::Transaction;
 use crate::types::{ElemKey, Family, Ruleset, Set, Table, TableId};
@@ -116,10 +118,14 @@ impl DesiredState {
                 table.sets.insert(name.clone(), set.clone());
             }
             for (set, key, value) in &frag.elements {
-                *self
-                    .counts
-                    .entry((*family, set.clone(), key.clone()))
-                    .or_default() += 1;
+                // An uncounted element (of an endpoint map: one contributor) is removed with
+                // its contributor, as a count of 1 would be.
+                if !is_endpoint_map(set) {
+                    *self
+                        .counts
+                        .entry((*family, set.clone(), key.clone()))
+                        .or_default() += 1;
+                }
                 if let Some(s) = self.table_mut(*family).and_then(|t| t.sets.get_mut(set)) {
                     s.elements
                         .entry(key.clone())

@@ -119,6 +119,12 @@ pub(crate) fn endpoint_map_name(protocol: Protocol, shard: u32) -> String {
     format!("endpoints-{}-{shard:02}", protocol.nft_name())
 }
 
+/// Whether `set` is an endpoint map. Its elements belong to one chain each (the tag says
+/// which), so they need no count of contributors.
+pub(crate) fn is_endpoint_map(set: &str) -> bool {
+    set.starts_with("endpoints-")
+}
+
 /// Where the endpoints of one chain live: the map, and the 64-bit tag that prefixes their keys.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct EndpointTag {
