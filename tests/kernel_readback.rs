@@ -429,3 +429,72 @@ fn reads_during_concurrent_transactions_see_one_ruleset() {
     eprintln!("reads: {seen_a} saw node-a, {seen_b} saw node-b, {gave_up} gave up");
     assert!(seen_a + seen_b > 0, "no read completed");
 }
+
+/// `rules` as the agent laid them out before the endpoint maps: each chain's endpoints in an
+/// anonymous map inside its DNAT rule (`dnat ip to numgen random mod N map { 0 : IP . PORT, … }`)
+/// and no endpoint maps.
+fn with_anonymous_endpoint_maps(rules: &Ruleset) -> Ruleset {
+    use ruleset::{Expr, KeyPart};
+    let mut old = rules.clone();
+    for table in old.tables.values_mut() {
+        let maps = table.sets.clone();
+        for chain in table.chains.values_mut() {
+            for rule in &mut chain.rules {
+                for expr in &mut rule.exprs {
+                    let Expr::DnatEndpointMap { tag, modulus, map } = expr else {
+                        continue;
+                    };
+                    let prefix = [KeyPart::Index(tag[0]), KeyPart::Index(tag[1])];
+                    let endpoints: Vec<_> = maps[map.as_str()]
+                        .elements
+                        .iter()
+                        .filter(|(k, _)| k.0.starts_with(&prefix))
+                        .filter_map(|(_, v)| match v.data.as_slice() {
+                            [KeyPart::Ip(ip), KeyPart::Port(port)] => Some((*ip, *port)),
+                            _ => None,
+                        })
+                        .collect();
+                    assert_eq!(endpoints.len(), *modulus as usize, "{map}");
+                    *expr = Expr::Dnat(endpoints);
+                }
+            }
+        }
+        table.sets.retain(|name, _| !name.starts_with("endpoints-"));
+    }
+    old
+}
+
+/// An agent upgraded over tables of the earlier layout reads its anonymous maps, replaces them
+/// in one transaction, and then holds exactly the desired ruleset.
+#[test]
+fn tables_of_the_anonymous_map_layout_are_read_and_replaced() {
+    if !require_kernel() {
+        return;
+    }
+    let (_, rules) = example("examples/cluster.yaml", "node-a");
+    let old = with_anonymous_endpoint_maps(&rules);
+    assert_ne!(
+        old, rules,
+        "the example has Services with several endpoints"
+    );
+    let ns = loaded("readback-upgrade", &old);
+    let found = read_back(&ns);
+    assert_eq!(
+        found, old,
+        "the earlier layout reads back as it was written"
+    );
+
+    let txn = ruleset::plan(&found, &rules);
+    assert!(
+        txn.ops.iter().any(
+            |op| matches!(op, ruleset::Op::AddSet { set, .. } if set.starts_with("endpoints-"))
+        ),
+        "{}",
+        txn.render()
+    );
+    ns.nft_load(&txn.render())
+        .unwrap_or_else(|e| panic!("the kernel refused the upgrade: {e}\n{}", txn.render()));
+    let after = read_back(&ns);
+    assert_eq!(after, rules);
+    assert!(ruleset::plan(&after, &rules).is_empty());
+}

@@ -56,9 +56,9 @@ impl fmt::Display for SyncReport {
 }
 
 /// Services per transaction when a sync starts from empty tables (a node's first start, or
-/// after `cleanup`): the kernel's cost of one batch grows with its square, and about 1 000
-/// Services per batch is where it levels off (`docs/benchmarks.md`). Every other sync is one
-/// transaction.
+/// after `cleanup`): the kernel's cost of one batch grows faster than the batch, and about
+/// 1 000 Services per batch was measured to pay (`docs/benchmarks.md`). Every other sync is
+/// one transaction.
 pub const STAGE_SERVICES: usize = 1000;
 
 fn ms(d: Duration) -> f64 {

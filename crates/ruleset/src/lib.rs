@@ -8,7 +8,7 @@
 //!   operations, as few as the difference needs. [`Ruleset::apply`] carries one out in memory,
 //!   with the kernel's referential checks, so the planner is tested without a kernel.
 //! - [`split_by_service`] cuts a transaction that builds the tables from nothing into stages
-//!   of whole Services (the kernel's cost of one batch grows with its square).
+//!   of whole Services (the kernel's cost of one batch grows faster than the batch).
 //!
 //! Pure: no I/O, no kernel. The `nft` crate sends transactions to the kernel.
 

@@ -1,11 +1,10 @@
 //! Building our tables from nothing in stages of whole Services.
 //!
-//! The kernel's cost of one batch grows with the square of its size when the batch holds many
-//! per-Service anonymous sets (each rule that binds one walks the transaction so far; each new
-//! set is named by scanning the table's sets: `docs/benchmarks.md`). A first sync of 10 000
-//! Services in one batch costs tens of seconds; the same operations in batches of about 1 000
-//! Services cost a third of that. So a sync that starts from empty tables (a node's first
-//! start, or after `cleanup`) is cut into stages, each applied atomically:
+//! The kernel's cost of one batch grows faster than the batch (`docs/benchmarks.md` §1): a
+//! first sync of 10 000 Services in one batch costs about twice what the same operations cost
+//! in batches of about 1 000 Services (with the earlier per-Service anonymous maps, three
+//! times). So a sync that starts from empty tables (a node's first start, or after `cleanup`)
+//! is cut into stages, each applied atomically:
 //!
 //! 1. the tables, base chains, shared chains, sets and maps, and the elements that belong to no
 //!    Service (node addresses, hairpin pairs);
