@@ -2,7 +2,7 @@
 //! the desired ruleset, apply it. Also `cleanup`: delete our tables and nothing else.
 
 use nft::{ApplyError, Backend};
-use ruleset::{plan, split_by_service, Op, Ruleset, Transaction};
+use ruleset::{plan, stages_from_empty, Op, Ruleset, StagesFromEmpty, Transaction};
 use std::fmt;
 use std::time::{Duration, Instant};
 
@@ -22,7 +22,7 @@ pub struct SyncReport {
     /// Time to apply.
     pub apply: Duration,
     /// The operations of each transaction applied: one transaction, or several for a sync from
-    /// empty tables cut into stages of whole Services ([`ruleset::split_by_service`]).
+    /// empty tables cut into stages of whole Services ([`ruleset::stages_from_empty`]).
     pub transaction_sizes: Vec<usize>,
 }
 
@@ -128,12 +128,14 @@ pub fn sync_once(
             source,
         })?;
         let read = started.elapsed();
-        let started = Instant::now();
-        // Whole unless it builds our tables from nothing (split_by_service checks).
-        let mut stages = split_by_service(plan(&current, desired), stage_services);
-        let planned = started.elapsed();
-        if stages.len() > 1 {
-            match apply_stages(backend, &stages, read, planned) {
+        // From empty tables, in stages planned one at a time; otherwise one transaction.
+        let stages = current
+            .tables
+            .is_empty()
+            .then(|| stages_from_empty(desired, stage_services))
+            .filter(|stages| stages.stages() > 1);
+        if let Some(stages) = stages {
+            match apply_stages(backend, stages, read) {
                 Err(SyncError::Stage {
                     source: ApplyError::OutcomeUnknown { reason },
                     stage,
@@ -145,7 +147,9 @@ pub fn sync_once(
                 other => return other,
             }
         }
-        let txn = stages.pop().unwrap_or_default();
+        let started = Instant::now();
+        let txn = plan(&current, desired);
+        let planned = started.elapsed();
         let started = Instant::now();
         match backend.apply(&txn) {
             Ok(()) => {
@@ -172,31 +176,39 @@ pub fn sync_once(
     }
 }
 
-/// Applies the stages of a sync from empty tables in order.
+/// Plans and applies the stages of a sync from empty tables in order, one at a time.
 fn apply_stages(
     backend: &dyn Backend,
-    stages: &[Transaction],
+    mut stages: StagesFromEmpty<'_>,
     read: Duration,
-    planned: Duration,
 ) -> Result<SyncReport, SyncError> {
-    let started = Instant::now();
+    let total = stages.stages();
+    let (mut planned, mut applied) = (Duration::ZERO, Duration::ZERO);
     let mut services = Vec::new();
     let mut operations = 0;
-    for (i, stage) in stages.iter().enumerate() {
-        if let Err(source) = backend.apply(stage) {
+    let mut transaction_sizes = Vec::with_capacity(total);
+    for i in 0..total {
+        let started = Instant::now();
+        let Some(stage) = stages.next() else { break };
+        planned += started.elapsed();
+        let started = Instant::now();
+        let result = backend.apply(&stage);
+        applied += started.elapsed();
+        if let Err(source) = result {
             return Err(SyncError::Stage {
                 stage: i + 1,
-                stages: stages.len(),
+                stages: total,
                 operations: stage.len(),
                 applied: operations,
                 source,
             });
         }
         operations += stage.len();
+        transaction_sizes.push(stage.len());
         services.extend(stage.services());
         tracing::debug!(
             stage = i + 1,
-            stages = stages.len(),
+            stages = total,
             operations = stage.len(),
             "applied a stage of the sync from empty tables"
         );
@@ -209,8 +221,8 @@ fn apply_stages(
         services,
         read,
         plan: planned,
-        apply: started.elapsed(),
-        transaction_sizes: stages.iter().map(Transaction::len).collect(),
+        apply: applied,
+        transaction_sizes,
     })
 }
 

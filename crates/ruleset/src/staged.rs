@@ -20,12 +20,173 @@
 //! one transaction.
 
 use crate::desired::fixed::CLUSTER_IPS;
-use crate::transaction::{Op, Transaction};
-use crate::types::TableId;
-use std::collections::{BTreeMap, BTreeSet};
+use crate::plan::plan;
+use crate::transaction::{owner_of_element, owner_of_name, Op, Transaction};
+use crate::types::{Ruleset, Set, Table, TableId};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+/// The stages that build `desired` from empty tables, planned one at a time so that only one
+/// stage's operations exist at once (the whole transaction copies every element of the
+/// ruleset). They are exactly [`split_by_service`] of [`plan`] from an empty ruleset, in order
+/// (tested as a property).
+pub struct StagesFromEmpty<'a> {
+    desired: &'a Ruleset,
+    /// What stage 1 builds: the tables and everything that belongs to no Service.
+    base: Ruleset,
+    /// The later stage (0, 1, …) of each Service.
+    stage_of: HashMap<String, usize>,
+    /// How many later stages there are.
+    chunks: usize,
+    /// The next stage (0: the first).
+    next: usize,
+}
+
+/// Which part of the ruleset a stage holds, besides everything of stage 1.
+#[derive(Clone, Copy)]
+enum Part<'s> {
+    /// Stage 1 alone.
+    Base,
+    /// Later stage `k` (of the Services `stage_of` puts there), with the `cluster-ips`
+    /// elements when it is the last.
+    Services {
+        stage_of: &'s HashMap<String, usize>,
+        k: usize,
+        last: bool,
+    },
+}
+
+/// Whether an object that belongs to `owner` is in `part` (or in stage 1).
+fn wanted(part: Part<'_>, owner: Option<&str>) -> bool {
+    match (part, owner) {
+        (_, None) => true,
+        (Part::Base, Some(_)) => false,
+        (Part::Services { stage_of, k, .. }, Some(svc)) => stage_of.get(svc) == Some(&k),
+    }
+}
+
+/// The part of `desired` in stage 1 and `part`.
+fn restrict(desired: &Ruleset, part: Part<'_>) -> Ruleset {
+    let cluster_ips = matches!(part, Part::Services { last: true, .. });
+    let mut out = Ruleset::default();
+    for (id, table) in &desired.tables {
+        let mut t = Table {
+            comment: table.comment.clone(),
+            ..Table::default()
+        };
+        for (name, chain) in &table.chains {
+            if wanted(part, owner_of_name(name)) {
+                t.chains.insert(name.clone(), chain.clone());
+            }
+        }
+        for (name, set) in &table.sets {
+            if name.contains('/') {
+                if wanted(part, owner_of_name(name)) {
+                    t.sets.insert(name.clone(), set.clone());
+                }
+                continue;
+            }
+            let elements = set
+                .elements
+                .iter()
+                .filter(|(_, value)| {
+                    if name == CLUSTER_IPS {
+                        return cluster_ips;
+                    }
+                    wanted(part, owner_of_element(name, value))
+                })
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
+            let spec = set.spec.clone();
+            t.sets.insert(name.clone(), Set { spec, elements });
+        }
+        out.tables.insert(id.clone(), t);
+    }
+    out
+}
+
+/// The Services that own something in `desired`, sorted (as [`Transaction::services`] of the
+/// transaction that builds it).
+fn services_of(desired: &Ruleset) -> BTreeSet<&str> {
+    let mut out = BTreeSet::new();
+    for table in desired.tables.values() {
+        out.extend(table.chains.keys().filter_map(|n| owner_of_name(n)));
+        for (name, set) in &table.sets {
+            out.extend(owner_of_name(name));
+            out.extend(
+                set.elements
+                    .values()
+                    .filter_map(|v| owner_of_element(name, v)),
+            );
+        }
+    }
+    out
+}
+
+/// The stages that build `desired` from empty tables, about `per_stage` Services each (one
+/// stage, the whole transaction, when there are no more Services than that or `per_stage` is
+/// 0). Use it when none of our tables exist.
+pub fn stages_from_empty(desired: &Ruleset, per_stage: usize) -> StagesFromEmpty<'_> {
+    let services = services_of(desired);
+    let (stage_of, chunks) = if per_stage == 0 || services.len() <= per_stage {
+        (HashMap::new(), 0)
+    } else {
+        let stage_of: HashMap<String, usize> = services
+            .iter()
+            .enumerate()
+            .map(|(i, svc)| ((*svc).to_owned(), i / per_stage))
+            .collect();
+        (stage_of, services.len().div_ceil(per_stage))
+    };
+    let base = if chunks == 0 {
+        Ruleset::default()
+    } else {
+        restrict(desired, Part::Base)
+    };
+    StagesFromEmpty {
+        desired,
+        base,
+        stage_of,
+        chunks,
+        next: 0,
+    }
+}
+
+impl StagesFromEmpty<'_> {
+    /// How many stages there are in all.
+    pub fn stages(&self) -> usize {
+        1 + self.chunks
+    }
+}
+
+impl Iterator for StagesFromEmpty<'_> {
+    type Item = Transaction;
+
+    fn next(&mut self) -> Option<Transaction> {
+        let i = self.next;
+        if i >= self.stages() {
+            return None;
+        }
+        self.next += 1;
+        let empty = Ruleset::default();
+        Some(match i.checked_sub(1) {
+            None if self.chunks == 0 => plan(&empty, self.desired),
+            None => plan(&empty, &self.base),
+            Some(k) => {
+                let part = Part::Services {
+                    stage_of: &self.stage_of,
+                    k,
+                    last: k + 1 == self.chunks,
+                };
+                plan(&self.base, &restrict(self.desired, part))
+            }
+        })
+    }
+}
 
 /// Splits `txn`, a transaction that builds our tables from nothing ([`plan`](crate::plan) from
 /// an empty ruleset), into stages of about `per_stage` Services each, as the module describes.
+/// The agent uses [`stages_from_empty`], which gives the same stages without the whole
+/// transaction in memory; this form, from the whole transaction, is their reference.
 /// Returns the transaction whole (one stage) when it has no more Services than `per_stage`,
 /// when `per_stage` is 0, or when it does not start from nothing (it changes a table it does
 /// not create, or flushes or deletes anything).

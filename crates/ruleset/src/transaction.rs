@@ -96,37 +96,44 @@ pub enum Op {
     },
 }
 
+/// The Service (`namespace/name`) a per-service chain or set belongs to, from its name
+/// (`<prefix>-<HASH>-<ns>/<name>/<proto>/<port>[__…]`); `None` for the shared ones.
+pub(crate) fn owner_of_name(name: &str) -> Option<&str> {
+    if !name.contains('/') {
+        return None;
+    }
+    let rest = name.splitn(3, '-').nth(2)?;
+    let first = rest.find('/')?;
+    let second = rest[first + 1..]
+        .find('/')
+        .map_or(rest.len(), |i| first + 1 + i);
+    Some(&rest[..second])
+}
+
+/// The Service an element of `set` belongs to: a per-service set's Service, or the one its
+/// comment (`namespace/name:port`) names.
+pub(crate) fn owner_of_element<'a>(set: &'a str, value: &'a ElemValue) -> Option<&'a str> {
+    if set.contains('/') {
+        return owner_of_name(set);
+    }
+    let c = value.comment.as_deref()?;
+    Some(c.rsplit_once(':').map_or(c, |(svc, _)| svc))
+}
+
 impl Op {
     /// The Service (`namespace/name`) an operation is about, when it is about one: read from
     /// per-service chain and set names and from element comments.
     pub fn service(&self) -> Option<String> {
-        let from_name = |name: &str| {
-            // `<prefix>-<HASH>-<ns>/<name>/<proto>/<port>[__…]`
-            let rest = name.splitn(3, '-').nth(2)?;
-            let mut parts = rest.split('/');
-            let ns = parts.next()?;
-            let svc = parts.next()?;
-            Some(format!("{ns}/{svc}"))
-        };
-        let from_comment = |value: &ElemValue| {
-            let c = value.comment.as_deref()?;
-            Some(c.rsplit_once(':').map_or(c, |(svc, _)| svc).to_owned())
-        };
         match self {
             Op::AddChain { chain, .. }
             | Op::FlushChain { chain, .. }
             | Op::DeleteChain { chain, .. }
-            | Op::AddRule { chain, .. } => chain.contains('/').then(|| from_name(chain)).flatten(),
+            | Op::AddRule { chain, .. } => owner_of_name(chain).map(str::to_owned),
             Op::AddSet { set, .. } | Op::DeleteSet { set, .. } => {
-                set.contains('/').then(|| from_name(set)).flatten()
+                owner_of_name(set).map(str::to_owned)
             }
-            // A per-service set's elements are its Service's; shared ones carry a comment.
             Op::AddElement { set, value, .. } | Op::DeleteElement { set, value, .. } => {
-                if set.contains('/') {
-                    from_name(set)
-                } else {
-                    from_comment(value)
-                }
+                owner_of_element(set, value).map(str::to_owned)
             }
             Op::AddTable { .. } | Op::DeleteTable { .. } => None,
         }

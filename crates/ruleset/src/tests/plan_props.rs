@@ -725,6 +725,13 @@ proptest! {
         let want = a.ruleset();
         let whole = plan(&Ruleset::default(), &want);
         let stages = crate::split_by_service(whole.clone(), per_stage);
+        // Planned one stage at a time from the desired ruleset: the same stages.
+        let streamed = crate::stages_from_empty(&want, per_stage);
+        prop_assert_eq!(streamed.stages(), stages.len());
+        let streamed: Vec<crate::Transaction> = streamed.collect();
+        prop_assert!(streamed == stages, "streamed:\n{}\nsplit:\n{}",
+            streamed.iter().map(crate::Transaction::render).collect::<Vec<_>>().join("--\n"),
+            stages.iter().map(crate::Transaction::render).collect::<Vec<_>>().join("--\n"));
         let services = whole.services();
         let expected_stages = if services.len() > per_stage {
             1 + services.len().div_ceil(per_stage)
@@ -766,5 +773,8 @@ fn only_transactions_from_nothing_are_split() {
     let whole = plan(&Ruleset::default(), &want);
     assert_eq!(crate::split_by_service(whole.clone(), 1).len(), 1 + 3);
     assert!(crate::split_by_service(whole.clone(), 0) == vec![whole.clone()]);
-    assert!(crate::split_by_service(whole.clone(), 3) == vec![whole]);
+    assert!(crate::split_by_service(whole.clone(), 3) == vec![whole.clone()]);
+    assert!(crate::stages_from_empty(&want, 0).collect::<Vec<_>>() == vec![whole.clone()]);
+    assert!(crate::stages_from_empty(&want, 3).collect::<Vec<_>>() == vec![whole]);
+    assert_eq!(crate::stages_from_empty(&want, 1).count(), 1 + 3);
 }
