@@ -22,7 +22,7 @@
 use crate::desired::fixed::CLUSTER_IPS;
 use crate::plan::plan;
 use crate::transaction::{owner_of_element, owner_of_name, Op, Transaction};
-use crate::types::{Ruleset, Set, Table, TableId};
+use crate::types::{ElemKey, Ruleset, Set, Table, TableId};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 /// The stages that build `desired` from empty tables, planned one at a time so that only one
@@ -33,75 +33,21 @@ pub struct StagesFromEmpty<'a> {
     desired: &'a Ruleset,
     /// What stage 1 builds: the tables and everything that belongs to no Service.
     base: Ruleset,
-    /// The later stage (0, 1, …) of each Service.
-    stage_of: HashMap<String, usize>,
-    /// How many later stages there are.
-    chunks: usize,
+    /// What each later stage adds to `base`: its Services' objects, and with the last the
+    /// `cluster-ips` elements.
+    later: Vec<Vec<Item<'a>>>,
     /// The next stage (0: the first).
     next: usize,
 }
 
-/// Which part of the ruleset a stage holds, besides everything of stage 1.
-#[derive(Clone, Copy)]
-enum Part<'s> {
-    /// Stage 1 alone.
-    Base,
-    /// Later stage `k` (of the Services `stage_of` puts there), with the `cluster-ips`
-    /// elements when it is the last.
-    Services {
-        stage_of: &'s HashMap<String, usize>,
-        k: usize,
-        last: bool,
-    },
-}
-
-/// Whether an object that belongs to `owner` is in `part` (or in stage 1).
-fn wanted(part: Part<'_>, owner: Option<&str>) -> bool {
-    match (part, owner) {
-        (_, None) => true,
-        (Part::Base, Some(_)) => false,
-        (Part::Services { stage_of, k, .. }, Some(svc)) => stage_of.get(svc) == Some(&k),
-    }
-}
-
-/// The part of `desired` in stage 1 and `part`.
-fn restrict(desired: &Ruleset, part: Part<'_>) -> Ruleset {
-    let cluster_ips = matches!(part, Part::Services { last: true, .. });
-    let mut out = Ruleset::default();
-    for (id, table) in &desired.tables {
-        let mut t = Table {
-            comment: table.comment.clone(),
-            ..Table::default()
-        };
-        for (name, chain) in &table.chains {
-            if wanted(part, owner_of_name(name)) {
-                t.chains.insert(name.clone(), chain.clone());
-            }
-        }
-        for (name, set) in &table.sets {
-            if name.contains('/') {
-                if wanted(part, owner_of_name(name)) {
-                    t.sets.insert(name.clone(), set.clone());
-                }
-                continue;
-            }
-            let elements = set
-                .elements
-                .iter()
-                .filter(|(_, value)| {
-                    if name == CLUSTER_IPS {
-                        return cluster_ips;
-                    }
-                    wanted(part, owner_of_element(name, value))
-                })
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect();
-            let spec = set.spec.clone();
-            t.sets.insert(name.clone(), Set { spec, elements });
-        }
-        out.tables.insert(id.clone(), t);
-    }
-    out
+/// One object of `desired` that a later stage adds.
+enum Item<'a> {
+    /// A per-service chain.
+    Chain(&'a TableId, &'a str),
+    /// A per-service set.
+    Set(&'a TableId, &'a str),
+    /// An element of a shared set.
+    Element(&'a TableId, &'a str, &'a ElemKey),
 }
 
 /// The Services that own something in `desired`, sorted (as [`Transaction::services`] of the
@@ -127,34 +73,107 @@ fn services_of(desired: &Ruleset) -> BTreeSet<&str> {
 /// 0). Use it when none of our tables exist.
 pub fn stages_from_empty(desired: &Ruleset, per_stage: usize) -> StagesFromEmpty<'_> {
     let services = services_of(desired);
-    let (stage_of, chunks) = if per_stage == 0 || services.len() <= per_stage {
-        (HashMap::new(), 0)
-    } else {
-        let stage_of: HashMap<String, usize> = services
-            .iter()
-            .enumerate()
-            .map(|(i, svc)| ((*svc).to_owned(), i / per_stage))
-            .collect();
-        (stage_of, services.len().div_ceil(per_stage))
-    };
-    let base = if chunks == 0 {
-        Ruleset::default()
-    } else {
-        restrict(desired, Part::Base)
-    };
-    StagesFromEmpty {
+    let mut stages = StagesFromEmpty {
         desired,
-        base,
-        stage_of,
-        chunks,
+        base: Ruleset::default(),
+        later: Vec::new(),
         next: 0,
+    };
+    if per_stage == 0 || services.len() <= per_stage {
+        return stages;
     }
+    let stage_of: HashMap<&str, usize> = services
+        .iter()
+        .enumerate()
+        .map(|(i, svc)| (*svc, i / per_stage))
+        .collect();
+    let last = services.len().div_ceil(per_stage) - 1;
+    let mut later: Vec<Vec<Item<'_>>> = (0..=last).map(|_| Vec::new()).collect();
+    // Whose stage an owned object goes to; `None` for stage 1.
+    let stage = |owner: Option<&str>| owner.and_then(|o| stage_of.get(o).copied());
+    for (id, table) in &desired.tables {
+        let mut t = Table {
+            comment: table.comment.clone(),
+            ..Table::default()
+        };
+        for (name, chain) in &table.chains {
+            match stage(owner_of_name(name)) {
+                Some(k) => later[k].push(Item::Chain(id, name)),
+                None => {
+                    t.chains.insert(name.clone(), chain.clone());
+                }
+            }
+        }
+        for (name, set) in &table.sets {
+            if name.contains('/') {
+                match stage(owner_of_name(name)) {
+                    Some(k) => later[k].push(Item::Set(id, name)),
+                    None => {
+                        t.sets.insert(name.clone(), set.clone());
+                    }
+                }
+                continue;
+            }
+            let mut base = Set {
+                spec: set.spec.clone(),
+                ..Set::default()
+            };
+            for (key, value) in &set.elements {
+                let k = if name == CLUSTER_IPS {
+                    Some(last)
+                } else {
+                    stage(owner_of_element(name, value))
+                };
+                match k {
+                    Some(k) => later[k].push(Item::Element(id, name, key)),
+                    None => {
+                        base.elements.insert(key.clone(), value.clone());
+                    }
+                }
+            }
+            t.sets.insert(name.clone(), base);
+        }
+        stages.base.tables.insert(id.clone(), t);
+    }
+    stages.later = later;
+    stages
 }
 
 impl StagesFromEmpty<'_> {
     /// How many stages there are in all.
     pub fn stages(&self) -> usize {
-        1 + self.chunks
+        1 + self.later.len()
+    }
+
+    /// Stage 1 and the objects of later stage `k`.
+    fn part(&self, k: usize) -> Ruleset {
+        let mut part = self.base.clone();
+        for item in &self.later[k] {
+            let (id, from) = match item {
+                Item::Chain(id, _) | Item::Set(id, _) | Item::Element(id, _, _) => {
+                    (*id, &self.desired.tables[*id])
+                }
+            };
+            let Some(to) = part.tables.get_mut(id) else {
+                continue;
+            };
+            match item {
+                Item::Chain(_, name) => {
+                    to.chains
+                        .insert((*name).to_owned(), from.chains[*name].clone());
+                }
+                Item::Set(_, name) => {
+                    to.sets.insert((*name).to_owned(), from.sets[*name].clone());
+                }
+                Item::Element(_, set, key) => {
+                    if let Some(s) = to.sets.get_mut(*set) {
+                        let value = from.sets[*set].elements[*key].clone();
+                        s.elements.insert((*key).clone(), value);
+                    }
+                }
+            }
+        }
+        part
     }
 }
 
@@ -167,18 +186,10 @@ impl Iterator for StagesFromEmpty<'_> {
             return None;
         }
         self.next += 1;
-        let empty = Ruleset::default();
         Some(match i.checked_sub(1) {
-            None if self.chunks == 0 => plan(&empty, self.desired),
-            None => plan(&empty, &self.base),
-            Some(k) => {
-                let part = Part::Services {
-                    stage_of: &self.stage_of,
-                    k,
-                    last: k + 1 == self.chunks,
-                };
-                plan(&self.base, &restrict(self.desired, part))
-            }
+            None if self.later.is_empty() => plan(&Ruleset::default(), self.desired),
+            None => plan(&Ruleset::default(), &self.base),
+            Some(k) => plan(&self.base, &self.part(k)),
         })
     }
 }
