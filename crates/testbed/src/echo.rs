@@ -9,7 +9,7 @@
 use std::fmt;
 use std::io::Read;
 use std::net::IpAddr;
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::{NetNs, TestbedError};
@@ -244,9 +244,8 @@ impl EchoServer {
             .collect::<Vec<_>>()
             .join(",");
         let port_arg = port.to_string();
-        let mut cmd = Command::new("ip");
-        cmd.args(["netns", "exec", ns.name(), "python3", "-c", SERVER])
-            .args([port_arg.as_str(), list.as_str()])
+        let mut cmd = ns.python(SERVER);
+        cmd.args([port_arg.as_str(), list.as_str()])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
@@ -385,8 +384,8 @@ pub fn connect(
         command: describe.clone(),
         source,
     };
-    let mut child = Command::new("ip")
-        .args(["netns", "exec", ns.name(), "python3", "-c", CLIENT])
+    let mut child = ns
+        .python(CLIENT)
         .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -456,8 +455,8 @@ impl Session {
             format!("{:.3}", timeout.as_secs_f64()),
         ];
         let describe = format!("ip netns exec {} python3 -c <echo session>", ns.name());
-        let mut child = Command::new("ip")
-            .args(["netns", "exec", ns.name(), "python3", "-c", SESSION])
+        let mut child = ns
+            .python(SESSION)
             .args(&args)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())

@@ -8,7 +8,7 @@
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::IpAddr;
-use std::process::{Child, ChildStdin, Command, Stdio};
+use std::process::{Child, ChildStdin, Stdio};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -92,8 +92,8 @@ impl TrafficLoop {
             most.to_string(),
         ];
         args.extend(targets.iter().map(|(a, p)| format!("{a},{p}")));
-        let mut child = Command::new("ip")
-            .args(["netns", "exec", ns.name(), "python3", "-c", LOOP])
+        let mut child = ns
+            .python(LOOP)
             .args(&args)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())

@@ -33,6 +33,13 @@ impl NetNs {
         &self.name
     }
 
+    /// `ip netns exec <name> python3 -c <script>`, to add arguments and stdio to and spawn.
+    pub(crate) fn python(&self, script: &str) -> Command {
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", self.name(), "python3", "-c", script]);
+        cmd
+    }
+
     /// Runs `ip netns exec <name> program args…` and returns its output,
     /// whatever the exit status.
     pub fn exec(&self, program: &str, args: &[&str]) -> Result<Output, TestbedError> {
