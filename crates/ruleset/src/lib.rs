@@ -9,7 +9,7 @@
 //!   with the kernel's referential checks, so the planner is tested without a kernel.
 //! - [`stages_from_empty`] plans the build of our tables from nothing in stages of whole
 //!   Services, one stage at a time (the kernel's cost of one batch grows faster than the
-//!   batch); [`split_by_service`] cuts the whole transaction into the same stages.
+//!   batch).
 //!
 //! Pure: no I/O, no kernel. The `nft` crate sends transactions to the kernel.
 
@@ -35,7 +35,9 @@ pub use names::{chain_name, ChainKind};
 pub use plan::plan;
 pub use render::{render, render_table};
 pub use rule::{Expr, Rule};
-pub use staged::{split_by_service, stages_from_empty, StagesFromEmpty};
+#[cfg(test)]
+pub use staged::split_by_service;
+pub use staged::{stages_from_empty, StagesFromEmpty};
 pub use transaction::{Op, Transaction};
 pub use types::{
     BaseChain, Chain, ChainType, ElemKey, ElemValue, Family, Hook, KeyPart, KeyType, Ruleset, Set,

@@ -21,14 +21,14 @@
 
 use crate::desired::fixed::CLUSTER_IPS;
 use crate::plan::plan;
-use crate::transaction::{owner_of_element, owner_of_name, Op, Transaction};
+use crate::transaction::{owner_of_element, owner_of_name, Transaction};
 use crate::types::{ElemKey, Ruleset, Set, Table, TableId};
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap};
 
 /// The stages that build `desired` from empty tables, planned one at a time so that only one
 /// stage's operations exist at once (the whole transaction copies every element of the
-/// ruleset). They are exactly [`split_by_service`] of [`plan`] from an empty ruleset, in order
-/// (tested as a property).
+/// ruleset). They are exactly `split_by_service` (the tests' reference) of [`plan`] from an
+/// empty ruleset, in order (tested as a property).
 pub struct StagesFromEmpty<'a> {
     desired: &'a Ruleset,
     /// What stage 1 builds: the tables and everything that belongs to no Service.
@@ -196,12 +196,15 @@ impl Iterator for StagesFromEmpty<'_> {
 
 /// Splits `txn`, a transaction that builds our tables from nothing ([`plan`](crate::plan) from
 /// an empty ruleset), into stages of about `per_stage` Services each, as the module describes.
-/// The agent uses [`stages_from_empty`], which gives the same stages without the whole
-/// transaction in memory; this form, from the whole transaction, is their reference.
+/// The reference [`stages_from_empty`] is tested against: the same stages, cut from the whole
+/// transaction (which the agent never builds: it holds a copy of every element).
 /// Returns the transaction whole (one stage) when it has no more Services than `per_stage`,
 /// when `per_stage` is 0, or when it does not start from nothing (it changes a table it does
 /// not create, or flushes or deletes anything).
+#[cfg(test)]
 pub fn split_by_service(txn: Transaction, per_stage: usize) -> Vec<Transaction> {
+    use crate::transaction::Op;
+    use std::collections::BTreeMap;
     // From nothing: only additions, all in tables the transaction itself creates.
     let created: BTreeSet<&TableId> = txn
         .ops
