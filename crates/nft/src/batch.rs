@@ -679,13 +679,13 @@ impl Batch {
 /// which names the same Service. Each message makes the kernel find its set by name, walking
 /// the table's list of sets, so a Service's endpoints go in one message rather than one each.
 fn element_run(ops: &[Op]) -> usize {
-    fn owner(set: &str, value: &ElemValue) -> Option<String> {
+    fn owner<'a>(set: &'a str, value: &'a ElemValue) -> Option<&'a str> {
         if set.contains('/') {
-            return Some(set.to_owned());
+            return Some(set);
         }
-        value.comment.clone()
+        value.comment.as_deref()
     }
-    fn key(op: &Op) -> Option<(&TableId, &str, bool, String)> {
+    fn key(op: &Op) -> Option<(&TableId, &str, bool, &str)> {
         match op {
             Op::AddElement {
                 table, set, value, ..
@@ -701,7 +701,7 @@ fn element_run(ops: &[Op]) -> usize {
     };
     ops.iter()
         .take(RUN_ELEMENTS)
-        .take_while(|op| key(op).as_ref() == Some(&first))
+        .take_while(|op| key(op) == Some(first))
         .count()
 }
 
