@@ -344,7 +344,7 @@ fn large_sets_and_maps_read_back_completely() {
             .expect("cluster-ips")
             .elements
             .insert(
-                ruleset::ElemKey(vec![ruleset::KeyPart::Ip(addr.into())]),
+                ruleset::ElemKey::new(vec![ruleset::KeyPart::Ip(addr.into())]),
                 Default::default(),
             );
         table
@@ -353,15 +353,15 @@ fn large_sets_and_maps_read_back_completely() {
             .expect("service-ips")
             .elements
             .insert(
-                ruleset::ElemKey(vec![
+                ruleset::ElemKey::new(vec![
                     ruleset::KeyPart::Ip(addr.into()),
                     ruleset::KeyPart::Proto(model::Protocol::Tcp),
                     ruleset::KeyPart::Port(80),
                 ]),
                 ruleset::ElemValue {
                     verdict: Some(target.clone()),
-                    comment: Some(format!("ns/svc-{i}:http")),
-                    data: Vec::new(),
+                    comment: Some(format!("ns/svc-{i}:http").into()),
+                    data: Default::default(),
                 },
             );
     }
@@ -444,12 +444,13 @@ fn with_anonymous_endpoint_maps(rules: &Ruleset) -> Ruleset {
                     let Expr::DnatEndpointMap { tag, modulus, map } = expr else {
                         continue;
                     };
-                    let prefix = [KeyPart::Index(tag[0]), KeyPart::Index(tag[1])];
+                    let prefix =
+                        ruleset::Parts::from([KeyPart::Index(tag[0]), KeyPart::Index(tag[1])]);
                     let endpoints: Vec<_> = maps[map.as_str()]
                         .elements
                         .iter()
                         .filter(|(k, _)| k.0.starts_with(&prefix))
-                        .filter_map(|(_, v)| match v.data.as_slice() {
+                        .filter_map(|(_, v)| match v.data.to_vec().as_slice() {
                             [KeyPart::Ip(ip), KeyPart::Port(port)] => Some((*ip, *port)),
                             _ => None,
                         })

@@ -1034,7 +1034,7 @@ mod tests {
         Op::AddElement {
             table: t(),
             set: set.into(),
-            key: ElemKey(vec![KeyPart::Index(i)]),
+            key: ElemKey::new(vec![KeyPart::Index(i)]),
             value: ElemValue::default(),
         }
     }
@@ -1043,7 +1043,7 @@ mod tests {
         Op::DeleteElement {
             table: t(),
             set: set.into(),
-            key: ElemKey(vec![KeyPart::Index(i)]),
+            key: ElemKey::new(vec![KeyPart::Index(i)]),
             value: ElemValue::default(),
         }
     }

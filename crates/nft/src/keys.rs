@@ -4,7 +4,7 @@
 use crate::low::AnonElem;
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use model::Protocol;
-use ruleset::{ElemKey, Family, KeyPart, KeyType};
+use ruleset::{ElemKey, Family, KeyPart, KeyType, Parts};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 /// nft's data type id of `integer` (the key of a numgen map).
@@ -124,12 +124,13 @@ fn part_bytes(part: &KeyPart) -> Vec<u8> {
 /// The bytes of an element key: a single field as is, a concatenation with each field padded
 /// to 4 bytes.
 pub fn encode_key(key: &ElemKey) -> Vec<u8> {
-    if let [one] = key.0.as_slice() {
-        return part_bytes(one);
+    let mut parts = key.parts();
+    if let (Some(one), None) = (parts.next(), parts.next()) {
+        return part_bytes(&one);
     }
     let mut out = Vec::new();
-    for part in &key.0 {
-        let mut bytes = part_bytes(part);
+    for part in key.parts() {
+        let mut bytes = part_bytes(&part);
         bytes.resize(padded_len(part.key_type()) as usize, 0);
         out.extend(bytes);
     }
@@ -138,7 +139,7 @@ pub fn encode_key(key: &ElemKey) -> Vec<u8> {
 
 /// Concatenated data (`addr . port`) of a DNAT map element: each field padded to 4 bytes.
 pub fn encode_addr_port(ip: &IpAddr, port: u16) -> Vec<u8> {
-    let key = ElemKey(vec![KeyPart::Ip(*ip), KeyPart::Port(port)]);
+    let key = ElemKey::new(vec![KeyPart::Ip(*ip), KeyPart::Port(port)]);
     encode_key(&key)
 }
 
@@ -171,22 +172,23 @@ pub fn decode_key(types: &[KeyType], bytes: &[u8]) -> Option<ElemKey> {
         return None;
     }
     if let [one] = types {
-        return Some(ElemKey(vec![parse_field(*one, bytes)?]));
+        return Some(ElemKey::new(vec![parse_field(*one, bytes)?]));
     }
-    let mut parts = Vec::new();
+    let mut parts = Parts::new();
     let mut at = 0usize;
     for t in types {
         let len = padded_len(*t) as usize;
         parts.push(parse_field(*t, bytes.get(at..at + len)?)?);
         at += len;
     }
-    Some(ElemKey(parts))
+    Some(ElemKey::new(parts))
 }
 
 /// Parses `addr . port` data of a DNAT map element of `family`.
 pub fn decode_addr_port(family: Family, bytes: &[u8]) -> Option<(IpAddr, u16)> {
     match decode_key(&[family.addr_type(), KeyType::InetService], bytes)?
         .0
+        .to_vec()
         .as_slice()
     {
         [KeyPart::Ip(ip), KeyPart::Port(port)] => Some((*ip, *port)),
@@ -272,8 +274,8 @@ pub fn prefix_elements(family: Family, cidrs: &[IpNet]) -> Vec<AnonElem> {
 pub fn prefixes_from_elements(family: Family, elements: &[AnonElem]) -> Option<Vec<IpNet>> {
     let mut points: Vec<(u128, bool)> = Vec::new();
     for e in elements {
-        let ip = match decode_key(&[family.addr_type()], &e.key)?.0.as_slice() {
-            [KeyPart::Ip(ip)] => *ip,
+        let ip = match decode_key(&[family.addr_type()], &e.key)?.0.get(0) {
+            Some(KeyPart::Ip(ip)) => ip,
             _ => return None,
         };
         points.push((to_u128(&ip), e.interval_end));
@@ -364,7 +366,7 @@ mod tests {
 
     #[test]
     fn concatenated_keys_are_padded_per_field() {
-        let key = ElemKey(vec![
+        let key = ElemKey::new(vec![
             KeyPart::Ip("10.96.0.10".parse().expect("ip")),
             KeyPart::Proto(Protocol::Tcp),
             KeyPart::Port(80),

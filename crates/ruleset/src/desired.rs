@@ -21,6 +21,7 @@ use crate::names::{
     affinity_set_name, chain_name, endpoint_chain_name, endpoint_map_name, endpoint_maps,
     endpoint_tag, is_endpoint_map, ChainKind, EndpointTag,
 };
+use crate::parts::Parts;
 use crate::rule::{Expr, Rule};
 use crate::types::{
     BaseChain, Chain, ChainType, ElemKey, ElemValue, Family, Hook, KeyPart, KeyType, Ruleset, Set,
@@ -32,6 +33,7 @@ use model::{
 };
 use std::collections::BTreeMap;
 use std::net::IpAddr;
+use std::sync::Arc;
 
 /// Names of the fixed sets, maps and chains.
 pub(crate) mod fixed {
@@ -107,6 +109,7 @@ pub fn desired_table(fam: &FamilyServices, options: &Options) -> Table {
     for view in fam.ports.values() {
         b.service_port(view, fam);
     }
+    b.table.pack();
     b.table
 }
 
@@ -122,6 +125,7 @@ pub(crate) fn desired_table_counted(
     for view in fam.ports.values() {
         b.service_port(view, fam);
     }
+    b.table.pack();
     (b.table, b.counts.unwrap_or_default())
 }
 
@@ -216,14 +220,14 @@ impl Builder {
         set: &str,
         key: Vec<KeyPart>,
         verdict: Option<Verdict>,
-        comment: Option<String>,
+        comment: Option<Arc<str>>,
     ) {
         let value = ElemValue {
             verdict,
             comment,
-            data: Vec::new(),
+            data: Parts::new(),
         };
-        self.put(set, ElemKey(key), value);
+        self.put(set, ElemKey::new(key), value);
     }
 
     /// Adds (or records, or counts) one element of a set the table declares.
@@ -480,7 +484,7 @@ impl Builder {
 
         // ClusterIP.
         let cluster_dest = dest(view.cluster_ip);
-        let comment = Some(label.clone());
+        let comment: Option<Arc<str>> = Some(label.as_str().into());
         match internal {
             Action::Forward(EndpointSet::Cluster) => self.element(
                 SERVICE_IPS,
@@ -703,15 +707,15 @@ impl Builder {
         endpoints: &[Endpoint],
     ) -> Expr {
         let EndpointTag { map, tag } = endpoint_tag(kind, view);
-        let label = view.label();
+        let label: Arc<str> = view.label().into();
         for (i, ep) in (0u32..).zip(endpoints) {
-            let key = ElemKey(vec![
+            let key = ElemKey::new([
                 KeyPart::Index(tag[0]),
                 KeyPart::Index(tag[1]),
                 KeyPart::Index(i),
             ]);
             let value = ElemValue {
-                data: vec![KeyPart::Ip(ep.ip), KeyPart::Port(ep.port)],
+                data: Parts::from([KeyPart::Ip(ep.ip), KeyPart::Port(ep.port)]),
                 comment: Some(label.clone()),
                 verdict: None,
             };

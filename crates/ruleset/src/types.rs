@@ -1,10 +1,12 @@
 //! The ruleset as typed data: tables, chains, sets and maps with their elements.
 
+use crate::parts::Parts;
 use crate::rule::Rule;
 use model::{IpFamily, Protocol};
 use std::collections::BTreeMap;
 use std::fmt;
 use std::net::IpAddr;
+use std::sync::Arc;
 
 /// An nftables family. We use one table per IP family, as upstream kube-proxy does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -260,9 +262,27 @@ impl fmt::Display for KeyPart {
     }
 }
 
-/// An element key: one part per key field.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct ElemKey(pub Vec<KeyPart>);
+/// An element key: one part per key field, packed ([`Parts`]).
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ElemKey(pub Parts);
+
+impl ElemKey {
+    /// The key of these parts.
+    pub fn new(parts: impl Into<Parts>) -> ElemKey {
+        ElemKey(parts.into())
+    }
+
+    /// Its parts, in order.
+    pub fn parts(&self) -> crate::parts::Iter<'_> {
+        self.0.iter()
+    }
+}
+
+impl fmt::Debug for ElemKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("ElemKey").field(&self.0).finish()
+    }
+}
 
 impl fmt::Display for ElemKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -313,9 +333,10 @@ pub struct ElemValue {
     /// The verdict, in verdict maps.
     pub verdict: Option<Verdict>,
     /// The value, in data maps (`10.0.0.1 . 8080`); empty otherwise.
-    pub data: Vec<KeyPart>,
-    /// Who owns the element (`namespace/name:port`), shown by `nft list`.
-    pub comment: Option<String>,
+    pub data: Parts,
+    /// Who owns the element (`namespace/name:port`), shown by `nft list`. Shared: the elements
+    /// of one service-port hold one string.
+    pub comment: Option<Arc<str>>,
 }
 
 /// A set or map and its elements.
@@ -325,4 +346,20 @@ pub struct Set {
     pub spec: SetSpec,
     /// The elements.
     pub elements: BTreeMap<ElemKey, ElemValue>,
+}
+
+impl Set {
+    /// Rebuilds the element tree with full nodes. A B-tree filled one element at a time in
+    /// ascending order leaves its nodes about half empty; one built from a sorted sequence
+    /// fills them. Call it once a set is built (later inserts stay correct).
+    pub fn pack(&mut self) {
+        self.elements = std::mem::take(&mut self.elements).into_iter().collect();
+    }
+}
+
+impl Table {
+    /// [`Set::pack`] for every set.
+    pub fn pack(&mut self) {
+        self.sets.values_mut().for_each(Set::pack);
+    }
 }

@@ -13,10 +13,11 @@ use crate::keys;
 use crate::low::{AnonElem, AnonKind, AnonSet, Low, LowRule, SetRef};
 use model::Protocol;
 use ruleset::{
-    BaseChain, Chain, ChainType, ElemKey, ElemValue, Family, Hook, KeyType, Rule, Set, SetSpec,
-    Table, Verdict,
+    BaseChain, Chain, ChainType, ElemKey, ElemValue, Family, Hook, KeyType, Parts, Rule, Set,
+    SetSpec, Table, Verdict,
 };
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 /// `NFT_SET_ANONYMOUS`.
 pub(super) const SET_ANONYMOUS: u32 = 0x1;
@@ -231,7 +232,7 @@ fn named_set(raw: &RawSet) -> Set {
     let spec = SetSpec {
         key: Vec::new(),
         verdict_map,
-        data: Vec::new(),
+        data: Default::default(),
         port_protocol: raw.port_protocol,
         dynamic_timeout: None,
         size: raw.size,
@@ -277,37 +278,46 @@ fn named_set(raw: &RawSet) -> Set {
     } else {
         Vec::new()
     };
-    let mut elements = BTreeMap::new();
+    // Collected, then built in one go: a B-tree built from a sequence has full nodes.
+    let mut elements = Vec::new();
+    // The elements of one service-port share their comment, as in the desired ruleset.
+    let mut comments: HashMap<&str, Arc<str>> = HashMap::new();
     if !dynamic {
+        elements.reserve(raw.elements.len());
         for e in &raw.elements {
-            let Some((k, v)) = element(&key, verdict_map, &data, e) else {
+            let Some(kv) = element(&key, verdict_map, &data, e, &mut comments) else {
                 return unknown(spec);
             };
-            elements.insert(k, v);
+            elements.push(kv);
         }
     }
     Set {
         spec: SetSpec { key, data, ..spec },
-        elements,
+        elements: elements.into_iter().collect(),
     }
 }
 
 /// One element of a named set, when it is one we could have written (`data`: the value types
 /// of a data map, empty otherwise).
-fn element(
+fn element<'r>(
     key: &[KeyType],
     verdict_map: bool,
     data: &[KeyType],
-    e: &RawElem,
+    e: &'r RawElem,
+    comments: &mut HashMap<&'r str, Arc<str>>,
 ) -> Option<(ElemKey, ElemValue)> {
     if e.flags != 0 {
         return None;
     }
     let data = match (&e.data, data.is_empty()) {
         (Some(bytes), false) => keys::decode_key(data, bytes)?.0,
-        (None, true) => Vec::new(),
+        (None, true) => Parts::new(),
         _ => return None,
     };
+    let comment = e
+        .comment
+        .as_deref()
+        .map(|c| comments.entry(c).or_insert_with(|| Arc::from(c)).clone());
     let k = keys::decode_key(key, &e.key)?;
     let verdict = match (&e.verdict, verdict_map) {
         (Some(v), true) => Some(verdict(v.code, v.chain.as_deref()).ok()?),
@@ -318,7 +328,7 @@ fn element(
         k,
         ElemValue {
             verdict,
-            comment: e.comment.clone(),
+            comment,
             data,
         },
     ))
@@ -591,7 +601,7 @@ mod tests {
             vec![KeyType::Ipv4Addr, KeyType::InetProto, KeyType::InetService]
         );
         assert_eq!(vm.spec.comment.as_deref(), Some("c"));
-        let key = ElemKey(vec![
+        let key = ElemKey::new(vec![
             ip("10.96.0.1"),
             KeyPart::Proto(model::Protocol::Tcp),
             KeyPart::Port(443),
@@ -601,7 +611,7 @@ mod tests {
             ElemValue {
                 verdict: Some(Verdict::Goto("svc".into())),
                 comment: Some("default/kubernetes:https".into()),
-                data: Vec::new(),
+                data: Default::default(),
             }
         );
         let d = &t.sets["affinity"];
@@ -657,7 +667,7 @@ mod tests {
         let got: Vec<(Vec<KeyPart>, Vec<KeyPart>)> = m
             .elements
             .iter()
-            .map(|(k, v)| (k.0.clone(), v.data.clone()))
+            .map(|(k, v)| (k.0.to_vec(), v.data.to_vec()))
             .collect();
         assert_eq!(
             got,

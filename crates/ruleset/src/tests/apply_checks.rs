@@ -60,11 +60,11 @@ fn add_element(set: &str, key: Vec<KeyPart>, verdict: Option<Verdict>) -> Op {
     Op::AddElement {
         table: t(),
         set: set.into(),
-        key: ElemKey(key),
+        key: ElemKey::new(key),
         value: ElemValue {
             verdict,
             comment: None,
-            data: Vec::new(),
+            data: Default::default(),
         },
     }
 }
@@ -119,7 +119,7 @@ fn deleting_a_chain_still_referenced_by_a_map_element_fails() {
     let mut ops = vec![Op::DeleteElement {
         table: t(),
         set: "service-nodeports".into(),
-        key: ElemKey(key),
+        key: ElemKey::new(key),
         value: ElemValue::default(),
     }];
     ops.extend(flush_delete(&ext));
@@ -220,7 +220,7 @@ fn a_failed_transaction_leaves_the_ruleset_unchanged() {
         Op::DeleteElement {
             table: t(),
             set: "cluster-ips".into(),
-            key: ElemKey(vec![ip("10.96.0.10")]),
+            key: ElemKey::new(vec![ip("10.96.0.10")]),
             value: ElemValue::default(),
         },
         Op::AddSet {
@@ -294,7 +294,7 @@ fn adding_what_exists_fails() {
         vec![Op::DeleteElement {
             table: t(),
             set: "cluster-ips".into(),
-            key: ElemKey(vec![ip("10.96.0.99")]),
+            key: ElemKey::new(vec![ip("10.96.0.99")]),
             value: ElemValue::default(),
         }],
         0,

@@ -87,7 +87,8 @@ fn etp_local_external_chain_short_circuits_pods_then_the_node_then_goes_local() 
     // External entry points go to the external chain; the ClusterIP (iTP Cluster) to the
     // service chain.
     let t = &rs.tables[&table_id(Family::Ip)];
-    let target = |set: &str, key: Vec<KeyPart>| t.sets[set].elements[&ElemKey(key)].verdict.clone();
+    let target =
+        |set: &str, key: Vec<KeyPart>| t.sets[set].elements[&ElemKey::new(key)].verdict.clone();
     let ip = |s: &str| KeyPart::Ip(s.parse().expect("ip"));
     let tcp = KeyPart::Proto(Protocol::Tcp);
     assert_eq!(
@@ -152,7 +153,7 @@ fn etp_local_without_local_endpoints_drops_external_traffic_at_the_filter_stage(
         assert_eq!(
             t.sets[set]
                 .elements
-                .get(&ElemKey(key))
+                .get(&ElemKey::new(key))
                 .and_then(|v| v.verdict.clone()),
             Some(Verdict::Drop),
             "{set}"
@@ -291,7 +292,7 @@ fn affinity_uses_per_endpoint_sets_and_chains() {
             SetSpec {
                 key: vec![KeyType::Ipv4Addr],
                 verdict_map: false,
-                data: Vec::new(),
+                data: Default::default(),
                 port_protocol: None,
                 dynamic_timeout: Some(90),
                 size: Some(65_535),
@@ -355,7 +356,7 @@ fn firewall_chain_drops_sources_outside_the_ranges() {
         let fw = chain_name(ChainKind::Firewall, lb_view(&out));
         assert_eq!(rules(&rs, Family::Ip, &fw), [want], "{ranges:?}");
         let elements = &rs.tables[&table_id(Family::Ip)].sets["firewall-ips"].elements;
-        let key = ElemKey(vec![
+        let key = ElemKey::new(vec![
             KeyPart::Ip("198.51.100.1".parse().expect("ip")),
             KeyPart::Proto(Protocol::Tcp),
             KeyPart::Port(443),
@@ -367,7 +368,7 @@ fn firewall_chain_drops_sources_outside_the_ranges() {
                 &ElemValue {
                     verdict: Some(Verdict::Goto(fw)),
                     comment: Some("shop/lb:https".into()),
-                    data: Vec::new(),
+                    data: Default::default(),
                 }
             )]
         );
@@ -471,12 +472,12 @@ fn ipv6_table_uses_ip6_and_ipv6_addresses() {
     assert_eq!(
         cluster_ips,
         [
-            &ElemKey(vec![v6("fd00:96::10")]),
-            &ElemKey(vec![v6("fd00:96::11")])
+            &ElemKey::new(vec![v6("fd00:96::10")]),
+            &ElemKey::new(vec![v6("fd00:96::11")])
         ]
     );
     let nodeport_ips: Vec<&ElemKey> = table.sets["nodeport-ips"].elements.keys().collect();
-    assert_eq!(nodeport_ips, [&ElemKey(vec![v6("2001:db8::2")])]);
+    assert_eq!(nodeport_ips, [&ElemKey::new(vec![v6("2001:db8::2")])]);
     assert_eq!(
         rules(&rs, Family::Ip6, "services"),
         [
@@ -750,14 +751,15 @@ fn endpoint_elements(
     view: &ServicePortView,
 ) -> Vec<String> {
     let slot = endpoint_tag(kind, view);
-    let prefix = [KeyPart::Index(slot.tag[0]), KeyPart::Index(slot.tag[1])];
+    let prefix = crate::Parts::from([KeyPart::Index(slot.tag[0]), KeyPart::Index(slot.tag[1])]);
     rs.tables[&table_id(family)].sets[&slot.map]
         .elements
         .iter()
         .filter(|(k, _)| k.0.starts_with(&prefix))
         .map(|(k, v)| {
-            let data: Vec<String> = v.data.iter().map(ToString::to_string).collect();
-            format!("{} : {}", k.0[2], data.join(" . "))
+            let data: Vec<String> = v.data.iter().map(|p| p.to_string()).collect();
+            let index = k.0.get(2).map(|p| p.to_string()).unwrap_or_default();
+            format!("{index} : {}", data.join(" . "))
         })
         .collect()
 }

@@ -625,14 +625,14 @@ fn plan_removes_an_obsolete_map_and_the_chain_its_elements_target() {
     let mut old = table.sets["service-nodeports"].clone();
     old.elements.clear();
     old.elements.insert(
-        crate::ElemKey(vec![
+        crate::ElemKey::new(vec![
             crate::KeyPart::Proto(model::Protocol::Tcp),
             crate::KeyPart::Port(1),
         ]),
         crate::ElemValue {
             verdict: Some(crate::Verdict::Goto("old-chain".into())),
             comment: None,
-            data: Vec::new(),
+            data: Default::default(),
         },
     );
     table.sets.insert("old-map".into(), old);
