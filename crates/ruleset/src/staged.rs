@@ -21,33 +21,60 @@
 
 use crate::desired::fixed::CLUSTER_IPS;
 use crate::plan::plan;
-use crate::transaction::{owner_of_element, owner_of_name, Transaction};
-use crate::types::{ElemKey, Ruleset, Set, Table, TableId};
+use crate::transaction::{owner_of_element, owner_of_name, Op, Transaction};
+use crate::types::{Chain, ElemKey, ElemValue, Ruleset, Set, Table, TableId};
 use std::collections::{BTreeSet, HashMap};
 
 /// The stages that build `desired` from empty tables, planned one at a time so that only one
 /// stage's operations exist at once (the whole transaction copies every element of the
 /// ruleset). They are exactly `split_by_service` (the tests' reference) of [`plan`] from an
 /// empty ruleset, in order (tested as a property).
+///
+/// Stage 1 is [`plan`] from an empty ruleset to what it builds. A later stage's operations are
+/// made directly from its objects in `desired`: they are what [`plan`] from stage 1's ruleset to
+/// that ruleset with the stage's objects added would give (additions only), without building
+/// either ruleset.
 pub struct StagesFromEmpty<'a> {
     desired: &'a Ruleset,
-    /// What stage 1 builds: the tables and everything that belongs to no Service.
+    /// What stage 1 builds: the tables and everything that belongs to no Service. Emptied
+    /// once stage 1 is planned.
     base: Ruleset,
     /// What each later stage adds to `base`: its Services' objects, and with the last the
-    /// `cluster-ips` elements.
+    /// `cluster-ips` elements; emptied once the stage is planned. In `desired`'s order, which
+    /// within a table is the order [`plan`] adds them in: table by table; in a table, the
+    /// chains by name, then the sets by name, each a whole per-service set or the stage's
+    /// elements of a shared set by key.
     later: Vec<Vec<Item<'a>>>,
     /// The next stage (0: the first).
     next: usize,
 }
 
-/// One object of `desired` that a later stage adds.
+/// One object of `desired` that a later stage adds, with the table it is in.
 enum Item<'a> {
-    /// A per-service chain.
-    Chain(&'a TableId, &'a str),
-    /// A per-service set.
-    Set(&'a TableId, &'a str),
-    /// An element of a shared set.
-    Element(&'a TableId, &'a str, &'a ElemKey),
+    /// A per-service chain, by name.
+    Chain(&'a TableId, &'a String, &'a Chain),
+    /// A per-service set, by name, with its elements.
+    Set(&'a TableId, &'a String, &'a Set),
+    /// An element of a shared set (which stage 1 creates), by set name.
+    Element(&'a TableId, &'a String, &'a ElemKey, &'a ElemValue),
+}
+
+impl<'a> Item<'a> {
+    /// The table the object is in.
+    fn table(&self) -> &'a TableId {
+        match self {
+            Item::Chain(id, ..) | Item::Set(id, ..) | Item::Element(id, ..) => id,
+        }
+    }
+
+    /// How many operations adding it takes.
+    fn ops(&self) -> usize {
+        match self {
+            Item::Chain(_, _, chain) => 1 + chain.rules.len(),
+            Item::Set(_, _, set) => 1 + set.elements.len(),
+            Item::Element(..) => 1,
+        }
+    }
 }
 
 /// The Services that own something in `desired`, sorted (as [`Transaction::services`] of the
@@ -91,6 +118,7 @@ pub fn stages_from_empty(desired: &Ruleset, per_stage: usize) -> StagesFromEmpty
     let mut later: Vec<Vec<Item<'_>>> = (0..=last).map(|_| Vec::new()).collect();
     // Whose stage an owned object goes to; `None` for stage 1.
     let stage = |owner: Option<&str>| owner.and_then(|o| stage_of.get(o).copied());
+    // The order of these loops is the order of each stage's items, which `later` documents.
     for (id, table) in &desired.tables {
         let mut t = Table {
             comment: table.comment.clone(),
@@ -98,7 +126,7 @@ pub fn stages_from_empty(desired: &Ruleset, per_stage: usize) -> StagesFromEmpty
         };
         for (name, chain) in &table.chains {
             match stage(owner_of_name(name)) {
-                Some(k) => later[k].push(Item::Chain(id, name)),
+                Some(k) => later[k].push(Item::Chain(id, name, chain)),
                 None => {
                     t.chains.insert(name.clone(), chain.clone());
                 }
@@ -107,7 +135,7 @@ pub fn stages_from_empty(desired: &Ruleset, per_stage: usize) -> StagesFromEmpty
         for (name, set) in &table.sets {
             if name.contains('/') {
                 match stage(owner_of_name(name)) {
-                    Some(k) => later[k].push(Item::Set(id, name)),
+                    Some(k) => later[k].push(Item::Set(id, name, set)),
                     None => {
                         t.sets.insert(name.clone(), set.clone());
                     }
@@ -125,7 +153,7 @@ pub fn stages_from_empty(desired: &Ruleset, per_stage: usize) -> StagesFromEmpty
                     stage(owner_of_element(name, value))
                 };
                 match k {
-                    Some(k) => later[k].push(Item::Element(id, name, key)),
+                    Some(k) => later[k].push(Item::Element(id, name, key, value)),
                     None => {
                         base.elements.insert(key.clone(), value.clone());
                     }
@@ -144,37 +172,64 @@ impl StagesFromEmpty<'_> {
     pub fn stages(&self) -> usize {
         1 + self.later.len()
     }
+}
 
-    /// Stage 1 and the objects of later stage `k`.
-    fn part(&self, k: usize) -> Ruleset {
-        let mut part = self.base.clone();
-        for item in &self.later[k] {
-            let (id, from) = match item {
-                Item::Chain(id, _) | Item::Set(id, _) | Item::Element(id, _, _) => {
-                    (*id, &self.desired.tables[*id])
-                }
-            };
-            let Some(to) = part.tables.get_mut(id) else {
-                continue;
-            };
-            match item {
-                Item::Chain(_, name) => {
-                    to.chains
-                        .insert((*name).to_owned(), from.chains[*name].clone());
-                }
-                Item::Set(_, name) => {
-                    to.sets.insert((*name).to_owned(), from.sets[*name].clone());
-                }
-                Item::Element(_, set, key) => {
-                    if let Some(s) = to.sets.get_mut(*set) {
-                        let value = from.sets[*set].elements[*key].clone();
-                        s.elements.insert((*key).clone(), value);
-                    }
-                }
+/// The operations of a later stage that adds `items` (in the order `later` documents) on top of
+/// stage 1: exactly what [`plan`] gives from stage 1's ruleset to that ruleset with the items
+/// added. Every table exists and nothing changes or goes, so per table that is its steps 3 to 5
+/// for additions only: the new sets by name, the new chains by name, the elements set by set
+/// in name order (a new set's with the shared sets' ones) and by key, then the new chains'
+/// rules by chain name.
+fn later_stage(items: &[Item<'_>]) -> Transaction {
+    let mut ops = Vec::with_capacity(items.iter().map(Item::ops).sum());
+    for run in items.chunk_by(|a, b| a.table() == b.table()) {
+        let Some(id) = run.first().map(Item::table) else {
+            continue;
+        };
+        for item in run {
+            if let Item::Set(_, name, set) = item {
+                ops.push(Op::AddSet {
+                    table: id.clone(),
+                    set: (*name).clone(),
+                    spec: set.spec.clone(),
+                });
             }
         }
-        part
+        for item in run {
+            if let Item::Chain(_, name, chain) = item {
+                ops.push(Op::AddChain {
+                    table: id.clone(),
+                    chain: (*name).clone(),
+                    base: chain.base,
+                });
+            }
+        }
+        let element = |set: &String, key: &ElemKey, value: &ElemValue| Op::AddElement {
+            table: id.clone(),
+            set: set.clone(),
+            key: key.clone(),
+            value: value.clone(),
+        };
+        for item in run {
+            match item {
+                Item::Set(_, name, set) => {
+                    ops.extend(set.elements.iter().map(|(k, v)| element(name, k, v)));
+                }
+                Item::Element(_, name, key, value) => ops.push(element(name, key, value)),
+                Item::Chain(..) => {}
+            }
+        }
+        for item in run {
+            if let Item::Chain(_, name, chain) = item {
+                ops.extend(chain.rules.iter().map(|rule| Op::AddRule {
+                    table: id.clone(),
+                    chain: (*name).clone(),
+                    rule: rule.clone(),
+                }));
+            }
+        }
     }
+    Transaction { ops }
 }
 
 impl Iterator for StagesFromEmpty<'_> {
@@ -188,8 +243,10 @@ impl Iterator for StagesFromEmpty<'_> {
         self.next += 1;
         Some(match i.checked_sub(1) {
             None if self.later.is_empty() => plan(&Ruleset::default(), self.desired),
-            None => plan(&Ruleset::default(), &self.base),
-            Some(k) => plan(&self.base, &self.part(k)),
+            // Stage 1's ruleset is needed only to plan it.
+            None => plan(&Ruleset::default(), &std::mem::take(&mut self.base)),
+            // Its objects are not needed again either.
+            Some(k) => later_stage(&std::mem::take(&mut self.later[k])),
         })
     }
 }
@@ -203,7 +260,6 @@ impl Iterator for StagesFromEmpty<'_> {
 /// not create, or flushes or deletes anything).
 #[cfg(test)]
 pub fn split_by_service(txn: Transaction, per_stage: usize) -> Vec<Transaction> {
-    use crate::transaction::Op;
     use std::collections::BTreeMap;
     // From nothing: only additions, all in tables the transaction itself creates.
     let created: BTreeSet<&TableId> = txn
@@ -249,4 +305,211 @@ pub fn split_by_service(txn: Transaction, per_stage: usize) -> Vec<Transaction> 
         .filter(|ops| !ops.is_empty())
         .map(|ops| Transaction { ops })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    //! Later stages against the planner itself, on synthetic rulesets that hold what `desired`
+    //! does not make (the property over `desired` is in `tests::plan_props`): per-service sets
+    //! with elements, per-service base chains, several tables, shared elements that name no
+    //! Service, and per-service names that sort between the shared ones.
+    use super::*;
+    use crate::rule::{Expr, Rule};
+    use crate::types::{BaseChain, ChainType, Family, Hook, KeyPart, KeyType, SetSpec};
+    use proptest::prelude::*;
+
+    /// The Services of the synthetic rulesets.
+    const OWNERS: [&str; 5] = ["default/a", "default/b", "kube-system/c", "x/d", "x/e"];
+
+    /// Stage 1's ruleset with `items` added: what later stages were planned against before
+    /// they were made directly.
+    fn with_items(base: &Ruleset, items: &[Item<'_>]) -> Ruleset {
+        let mut part = base.clone();
+        for item in items {
+            let to = part
+                .tables
+                .get_mut(item.table())
+                .expect("stage 1 has every table");
+            match item {
+                Item::Chain(_, name, chain) => {
+                    to.chains.insert((*name).clone(), (*chain).clone());
+                }
+                Item::Set(_, name, set) => {
+                    to.sets.insert((*name).clone(), (*set).clone());
+                }
+                Item::Element(_, set, key, value) => {
+                    let set = to.sets.get_mut(*set).expect("stage 1 has every shared set");
+                    set.elements.insert((*key).clone(), (*value).clone());
+                }
+            }
+        }
+        part
+    }
+
+    fn per_service_name() -> impl Strategy<Value = String> {
+        (
+            prop::sample::select(vec!["aff", "ep", "svc", "zz"]),
+            prop::sample::select(OWNERS.to_vec()),
+            80u16..82,
+        )
+            .prop_map(|(prefix, owner, port)| format!("{prefix}-H4SH-{owner}/tcp/{port}"))
+    }
+
+    fn chain() -> impl Strategy<Value = Chain> {
+        let base = (0i32..2).prop_map(|priority| BaseChain {
+            kind: ChainType::Nat,
+            hook: Hook::Output,
+            priority,
+        });
+        (
+            prop::option::of(base),
+            prop::collection::vec(
+                (0u32..8).prop_map(|m| Rule::new(vec![Expr::MarkIsSet(m)])),
+                0..3,
+            ),
+        )
+            .prop_map(|(base, rules)| Chain { base, rules })
+    }
+
+    /// Elements whose comment names no Service, a Service, or a Service's port.
+    fn set() -> impl Strategy<Value = Set> {
+        let comment = prop::option::of(
+            (prop::sample::select(OWNERS.to_vec()), any::<bool>()).prop_map(|(o, port)| {
+                if port {
+                    format!("{o}:80")
+                } else {
+                    o.to_owned()
+                }
+            }),
+        );
+        prop::collection::btree_map(0u16..30, comment, 0..6).prop_map(|elements| Set {
+            spec: SetSpec {
+                key: vec![KeyType::InetService],
+                ..SetSpec::default()
+            },
+            elements: elements
+                .into_iter()
+                .map(|(port, comment)| {
+                    let key = ElemKey(vec![KeyPart::Port(port)]);
+                    let value = ElemValue {
+                        comment,
+                        ..ElemValue::default()
+                    };
+                    (key, value)
+                })
+                .collect(),
+        })
+    }
+
+    fn table() -> impl Strategy<Value = Table> {
+        let shared_chain = prop::sample::select(vec!["a-chain", "filter-input", "zz", "odd/name"]);
+        let shared_set = prop::sample::select(vec![CLUSTER_IPS, "b-map", "hairpin", "services"]);
+        (
+            prop::collection::btree_map(shared_chain.prop_map(str::to_owned), chain(), 0..3),
+            prop::collection::btree_map(per_service_name(), chain(), 0..6),
+            prop::collection::btree_map(shared_set.prop_map(str::to_owned), set(), 0..4),
+            prop::collection::btree_map(per_service_name(), set(), 0..4),
+        )
+            .prop_map(|(mut chains, own_chains, mut sets, own_sets)| {
+                // As in `desired`: the ClusterIPs name no Service.
+                if let Some(s) = sets.get_mut(CLUSTER_IPS) {
+                    s.elements.values_mut().for_each(|v| v.comment = None);
+                }
+                chains.extend(own_chains);
+                sets.extend(own_sets);
+                Table {
+                    comment: Some("synthetic".into()),
+                    sets,
+                    chains,
+                }
+            })
+    }
+
+    fn ruleset() -> impl Strategy<Value = Ruleset> {
+        let id = prop::sample::select(vec![
+            (Family::Ip, "a"),
+            (Family::Ip6, "a"),
+            (Family::Ip, "b"),
+        ])
+        .prop_map(|(family, name)| TableId {
+            family,
+            name: name.into(),
+        });
+        prop::collection::btree_map(id, table(), 1..=3).prop_map(|tables| Ruleset { tables })
+    }
+
+    proptest! {
+        /// Every later stage is exactly what `plan` gives from stage 1 to stage 1 with the
+        /// stage's objects added, and all the stages are the reference split of the whole
+        /// transaction.
+        #[test]
+        fn later_stages_are_what_plan_adds_to_stage_1(desired in ruleset(), per_stage in 1usize..4) {
+            let stages = stages_from_empty(&desired, per_stage);
+            let planned: Vec<Transaction> = if stages.later.is_empty() {
+                vec![plan(&Ruleset::default(), &desired)]
+            } else {
+                std::iter::once(plan(&Ruleset::default(), &stages.base))
+                    .chain(stages.later.iter().map(|items| plan(&stages.base, &with_items(&stages.base, items))))
+                    .collect()
+            };
+            let made: Vec<Transaction> = stages.collect();
+            let render = |stages: &[Transaction]| {
+                stages.iter().map(Transaction::render).collect::<Vec<_>>().join("--\n")
+            };
+            prop_assert!(made == planned, "made:\n{}\nplanned:\n{}", render(&made), render(&planned));
+            let split = split_by_service(plan(&Ruleset::default(), &desired), per_stage);
+            prop_assert!(made == split, "made:\n{}\nsplit:\n{}", render(&made), render(&split));
+        }
+    }
+
+    /// The index of later objects stays at five words an object (100 000 and more of them at
+    /// scale).
+    #[test]
+    fn an_item_is_five_words() {
+        assert!(std::mem::size_of::<Item<'_>>() <= 5 * std::mem::size_of::<usize>());
+    }
+
+    /// The synthetic rulesets do reach what the property is about: later stages with elements
+    /// of per-service sets, per-service base chains, several tables, and shared elements
+    /// (ClusterIPs with the last).
+    #[test]
+    fn synthetic_rulesets_reach_every_kind_of_later_object() {
+        use proptest::strategy::ValueTree;
+        let mut runner = proptest::test_runner::TestRunner::deterministic();
+        let mut seen = [0usize; 5];
+        for _ in 0..200 {
+            let desired = ruleset()
+                .new_tree(&mut runner)
+                .expect("a ruleset")
+                .current();
+            let stages: Vec<Transaction> = stages_from_empty(&desired, 2).collect();
+            let last = stages.len() - 1;
+            for (i, stage) in stages.iter().enumerate().skip(1) {
+                let tables: BTreeSet<&TableId> = stage
+                    .ops
+                    .iter()
+                    .filter_map(|op| match op {
+                        Op::AddChain { table, .. }
+                        | Op::AddSet { table, .. }
+                        | Op::AddElement { table, .. }
+                        | Op::AddRule { table, .. } => Some(table),
+                        _ => None,
+                    })
+                    .collect();
+                seen[0] += usize::from(tables.len() > 1);
+                for op in &stage.ops {
+                    match op {
+                        Op::AddElement { set, .. } if set.contains('/') => seen[1] += 1,
+                        Op::AddElement { set, .. } if set == CLUSTER_IPS && i == last => {
+                            seen[2] += 1;
+                        }
+                        Op::AddElement { .. } => seen[3] += 1,
+                        Op::AddChain { base: Some(_), .. } => seen[4] += 1,
+                        _ => {}
+                    }
+                }
+            }
+        }
+        assert!(seen.iter().all(|&n| n > 10), "{seen:?}");
+    }
 }
