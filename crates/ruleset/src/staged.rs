@@ -390,9 +390,9 @@ mod tests {
             elements: elements
                 .into_iter()
                 .map(|(port, comment)| {
-                    let key = ElemKey(vec![KeyPart::Port(port)]);
+                    let key = ElemKey::new([KeyPart::Port(port)]);
                     let value = ElemValue {
-                        comment,
+                        comment: comment.map(Into::into),
                         ..ElemValue::default()
                     };
                     (key, value)
