@@ -135,6 +135,7 @@ fn hook(number: u32) -> Option<Hook> {
 
 /// The typed table made of the raw objects of `raw` (of `family`). Rules must name chains of
 /// the chain list.
+#[cfg(test)]
 pub(super) fn table(
     family: Family,
     raw: &RawTable,
@@ -142,9 +143,42 @@ pub(super) fn table(
     sets: Vec<RawSet>,
     rules: Vec<RawRule>,
 ) -> Result<Table, ReadError> {
+    let mut sorted = Sets::default();
+    sets.into_iter().for_each(|s| sorted.add(s));
+    table_of(family, raw, chains, sorted, rules)
+}
+
+/// The sets of a table as they are read: the anonymous ones raw (the rules that use them are
+/// decoded with them), the named ones typed at once, so that only one set's raw elements exist
+/// at a time (a raw element costs about twice a typed one, and there are 100 000s).
+#[derive(Default)]
+pub(super) struct Sets {
+    anonymous: Vec<RawSet>,
+    named: Vec<(String, Set)>,
+}
+
+impl Sets {
+    /// Files a set whose elements (if [`wants_elements`]) have been read.
+    pub(super) fn add(&mut self, raw: RawSet) {
+        if raw.flags & SET_ANONYMOUS != 0 {
+            self.anonymous.push(raw);
+        } else {
+            let typed = named_set(&raw);
+            self.named.push((raw.name, typed));
+        }
+    }
+}
+
+/// The typed table from its raw objects (`sets` sorted by [`Sets::add`]).
+pub(super) fn table_of(
+    family: Family,
+    raw: &RawTable,
+    chains: Vec<RawChain>,
+    sets: Sets,
+    rules: Vec<RawRule>,
+) -> Result<Table, ReadError> {
     let id = format!("{} {}", family.keyword(), raw.name);
-    let (anonymous, named): (Vec<RawSet>, Vec<RawSet>) =
-        sets.into_iter().partition(|s| s.flags & SET_ANONYMOUS != 0);
+    let Sets { anonymous, named } = sets;
     let anonymous: BTreeMap<&str, &RawSet> =
         anonymous.iter().map(|s| (s.name.as_str(), s)).collect();
 
@@ -171,9 +205,7 @@ pub(super) fn table(
         let rules = by_chain.remove(&c.name).unwrap_or_default();
         table.chains.insert(c.name.clone(), chain(&c, rules));
     }
-    for s in named {
-        table.sets.insert(s.name.clone(), named_set(&s));
-    }
+    table.sets.extend(named);
     Ok(table)
 }
 

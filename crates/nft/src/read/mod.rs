@@ -169,7 +169,7 @@ fn read_once(name: &CStr, table: &str) -> Result<Ruleset, Failure> {
     }
     let mut ruleset = Ruleset::default();
     for (family, objects) in raw {
-        let typed = assemble::table(
+        let typed = assemble::table_of(
             family,
             &objects.table,
             objects.chains,
@@ -191,7 +191,7 @@ fn read_once(name: &CStr, table: &str) -> Result<Ruleset, Failure> {
 struct RawObjects {
     table: RawTable,
     chains: Vec<RawChain>,
-    sets: Vec<RawSet>,
+    sets: assemble::Sets,
     rules: Vec<RawRule>,
 }
 
@@ -242,10 +242,13 @@ fn read_family(
 
     let what = format!("dumping the sets of {id}");
     let messages = session.dump(Request::Sets, nf, name, &what)?;
-    let mut sets: Vec<RawSet> = in_table(&messages, objects::parse_set, nf, table, &what)?;
-
-    for set in sets.iter_mut().filter(|s| assemble::wants_elements(s)) {
-        read_elements(session, nf, name, table, &id, set)?;
+    let raw_sets: Vec<RawSet> = in_table(&messages, objects::parse_set, nf, table, &what)?;
+    let mut sets = assemble::Sets::default();
+    for mut set in raw_sets {
+        if assemble::wants_elements(&set) {
+            read_elements(session, nf, name, table, &id, &mut set)?;
+        }
+        sets.add(set);
     }
 
     let what = format!("dumping the rules of {id}");
