@@ -9,18 +9,28 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use model::NodeServices;
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+use tokio::sync::watch;
 
-/// What the routes read: the metrics, and the last computed [`NodeServices`] (None until the
-/// first sync computed them).
+/// Where the daemon publishes what the last sync computed: `None` until the first sync, then
+/// the engine's [`NodeServices`], weakly. The engine updates them in place at its next sync
+/// (a copy would cost as much again: 17 MB at 10 000 Services), which leaves the weak
+/// reference dead until the sync publishes them again.
+pub type ServicesFeed = watch::Receiver<Option<Weak<NodeServices>>>;
+
+/// How long `/debug/services` waits for a sync that is updating the Services.
+const WAIT_FOR_SYNC: Duration = Duration::from_secs(10);
+
+/// What the routes read: the metrics, and the last computed [`NodeServices`].
 #[derive(Clone)]
 struct AdminState {
     metrics: Arc<Metrics>,
-    services: Arc<RwLock<Option<NodeServices>>>,
+    services: ServicesFeed,
 }
 
 /// The routes of the metrics listener: `GET /metrics` and `GET /debug/services`.
-pub fn router(metrics: Arc<Metrics>, services: Arc<RwLock<Option<NodeServices>>>) -> Router {
+pub fn router(metrics: Arc<Metrics>, services: ServicesFeed) -> Router {
     Router::new()
         .route("/metrics", get(metrics_handler))
         .route("/debug/services", get(debug_services))
@@ -36,22 +46,30 @@ async fn metrics_handler(State(state): State<AdminState>) -> Response {
 }
 
 async fn debug_services(State(state): State<AdminState>) -> Response {
-    // A panic while a writer held the lock leaves a whole value behind (it is replaced, not
-    // edited in place): keep serving it.
-    let guard = state
-        .services
-        .read()
-        .unwrap_or_else(PoisonError::into_inner);
-    match guard.as_ref() {
-        Some(services) => Json(services_json(services)).into_response(),
-        None => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(serde_json::json!({
-                "error": "no sync has computed this node's Services yet",
-            })),
-        )
-            .into_response(),
+    let mut feed = state.services;
+    let deadline = tokio::time::Instant::now() + WAIT_FOR_SYNC;
+    loop {
+        let published = feed.borrow_and_update().clone();
+        let Some(weak) = published else {
+            return unavailable("no sync has computed this node's Services yet");
+        };
+        if let Some(services) = weak.upgrade() {
+            return Json(services_json(&services)).into_response();
+        }
+        // A sync is updating them: wait until it publishes them again.
+        let published_again = tokio::time::timeout_at(deadline, feed.changed()).await;
+        if !matches!(published_again, Ok(Ok(()))) {
+            return unavailable("a sync is updating this node's Services; try again");
+        }
     }
+}
+
+fn unavailable(error: &str) -> Response {
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        Json(serde_json::json!({ "error": error })),
+    )
+        .into_response()
 }
 
 #[cfg(test)]
@@ -121,8 +139,8 @@ mod tests {
             SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000),
             &[7],
         );
-        let services = Arc::new(RwLock::new(None));
-        let app = router(metrics.clone(), services.clone());
+        let (publish, feed) = watch::channel(None);
+        let app = router(metrics.clone(), feed);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
@@ -159,7 +177,8 @@ mod tests {
         assert!(error["error"].is_string(), "{error}");
 
         // After it: the node's Services.
-        *services.write().expect("lock") = Some(crate::debug::tests::local_lb());
+        let computed = Arc::new(crate::debug::tests::local_lb());
+        publish.send_replace(Some(Arc::downgrade(&computed)));
         let (status, headers, body) = scrape("/debug/services").await.expect("join");
         assert!(status.starts_with("HTTP/1.1 200"), "{status}");
         assert_eq!(header(&headers, "content-type"), Some("application/json"));
@@ -173,6 +192,17 @@ mod tests {
             json["families"]["IPv4"]["service_ports"][0]["health_check"]["local_endpoints"],
             2
         );
+
+        // While a sync updates them in place (the published reference is dead), it waits for
+        // the sync to publish them again.
+        let updating = Arc::try_unwrap(computed).expect("the only strong reference");
+        let waiting = scrape("/debug/services");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(!waiting.is_finished(), "answered while a sync was updating");
+        let updated = Arc::new(updating);
+        publish.send_replace(Some(Arc::downgrade(&updated)));
+        let (status, _, _) = waiting.await.expect("join");
+        assert!(status.starts_with("HTTP/1.1 200"), "{status}");
 
         // Anything else: 404.
         let (status, _, _) = scrape("/nothing").await.expect("join");

@@ -13,9 +13,10 @@ use anyhow::{Context, Result};
 use model::{node_view, ClusterView, IpFamily, NodeConfig, NodeServices};
 use std::collections::BTreeSet;
 use std::path::PathBuf;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant, SystemTime};
 use tokio::signal::unix::{signal, SignalKind};
+use tokio::sync::watch;
 
 /// Where the cluster state comes from.
 #[derive(Debug, Clone)]
@@ -36,7 +37,8 @@ struct Outputs {
     health: Arc<ProxyHealth>,
     service_health: ServiceHealthServer,
     metrics: Arc<Metrics>,
-    services: Arc<RwLock<Option<NodeServices>>>,
+    /// Publishes each sync's [`NodeServices`] to `/debug/services`.
+    services: watch::Sender<Option<Weak<NodeServices>>>,
 }
 
 /// A listener for one of the node's HTTP servers ([`crate::listen::bind_tcp`]: `0.0.0.0` is
@@ -59,7 +61,7 @@ pub async fn run(config: Config, source: Source) -> Result<()> {
     let shared = Arc::new(Shared::new());
     let health = Arc::new(ProxyHealth::new(periods.retry * 2));
     let metrics = Arc::new(Metrics::new());
-    let services: Arc<RwLock<Option<NodeServices>>> = Arc::default();
+    let (services, services_feed) = watch::channel(None);
 
     // HTTP: /healthz and /livez; /metrics and /debug/services.
     let counted = {
@@ -78,7 +80,7 @@ pub async fn run(config: Config, source: Source) -> Result<()> {
     if let Some(addr) = config.metrics_address()? {
         let listener =
             tokio_listener(addr).with_context(|| format!("binding metrics_bind_address {addr}"))?;
-        let router = crate::admin::router(metrics.clone(), services.clone());
+        let router = crate::admin::router(metrics.clone(), services_feed);
         tokio::spawn(async move {
             if let Err(e) = axum::serve(listener, router).await {
                 tracing::error!("the metrics server stopped: {e}");
@@ -140,7 +142,8 @@ async fn sync_loop(
         options,
         config.backend.backend(),
     ));
-    let mut before: Option<NodeServices> = None;
+    // What the conntrack cleanup needs of the last sync's Services.
+    let mut before: Option<nft::UdpState> = None;
     let mut ready_sent = false;
     let mut reported: BTreeSet<String> = BTreeSet::new();
     let mut health_retry: Option<(Instant, Vec<ServiceHealthCheck>)> = None;
@@ -208,10 +211,11 @@ async fn sync_loop(
         let work = shared.take_pending();
         let mut e = engine.take().context("the engine is gone")?;
         let computed = shared.with_view(|v| e.compute(v, &work));
+        // Shared with the engine; dropped before its next computation (which then updates
+        // them in place instead of copying them).
         let services = e
             .services()
-            .cloned()
-            .unwrap_or_else(|| node_view(&ClusterView::new(), node_config));
+            .unwrap_or_else(|| Arc::new(node_view(&ClusterView::new(), node_config)));
         // Each invalid object is reported once (when it appears), not at every sync; the
         // invalid-objects metric keeps counting it.
         let errors: BTreeSet<String> = services.errors.iter().map(ToString::to_string).collect();
@@ -237,11 +241,12 @@ async fn sync_loop(
                 health_retry =
                     failed.then(|| (Instant::now() + periods.retry, health_checks(&services)));
                 if config.conntrack_cleanup {
+                    let after = nft::UdpState::of(&services);
                     if let Some(before) = &before {
-                        cleanup_conntrack(out, before, &services).await;
+                        cleanup_conntrack(out, before, &after).await;
                     }
+                    before = Some(after);
                 }
-                before = Some(services);
                 if !ready_sent {
                     let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
                     ready_sent = true;
@@ -261,7 +266,7 @@ async fn sync_loop(
 fn after_sync(
     out: &Outputs,
     work: &Pending,
-    services: &NodeServices,
+    services: &Arc<NodeServices>,
     report: &SyncReport,
     full: bool,
     started: Instant,
@@ -298,9 +303,7 @@ fn after_sync(
     }
     // Bind failures are logged by the listeners and retried by the loop.
     let failed = !out.service_health.sync(health_checks(services)).is_empty();
-    if let Ok(mut slot) = out.services.write() {
-        *slot = Some(services.clone());
-    }
+    out.services.send_replace(Some(Arc::downgrade(services)));
     failed
 }
 
@@ -327,8 +330,8 @@ pub fn health_checks(services: &NodeServices) -> Vec<ServiceHealthCheck> {
 
 /// Deletes the conntrack entries of UDP flows whose endpoint went away (and of UDP
 /// destinations that just got endpoints), and counts them.
-async fn cleanup_conntrack(out: &Outputs, before: &NodeServices, after: &NodeServices) {
-    let flows = nft::stale_udp_flows(before, after);
+async fn cleanup_conntrack(out: &Outputs, before: &nft::UdpState, after: &nft::UdpState) {
+    let flows = before.stale_flows(after);
     if flows.is_empty() {
         return;
     }

@@ -461,7 +461,7 @@ pub fn agent_once(ns: &Ns, agent: &Path, files: &AgentFiles) -> Result<AgentRun>
 }
 
 /// The value in KiB of a `/proc/<pid>/status` line such as `VmHWM:   1234 kB`.
-fn kib_field(status: &str, key: &str) -> Option<u64> {
+pub fn kib_field(status: &str, key: &str) -> Option<u64> {
     status
         .lines()
         .find_map(|l| l.strip_prefix(key))

@@ -289,9 +289,9 @@ fn section(r: &Results) -> String {
         let _ = writeln!(s, "\n#### 6. Memory: peak RSS of the agent process\n");
         let _ = writeln!(
             s,
-            "| Services | runs | from empty: peak RSS, MB | restarted on its tables: peak RSS, MB | operations when restarted | wall time from empty, ms | manifest (YAML) |"
+            "| Services | runs | `--once` from empty: peak RSS, MB | `--once` restarted on its tables | operations when restarted | daemon, first sync from empty | daemon restarted on its tables | wall time from empty (`--once`), ms | manifest (YAML) |"
         );
-        let _ = writeln!(s, "|--:|--:|--:|--:|--:|--:|--:|");
+        let _ = writeln!(s, "|--:|--:|--:|--:|--:|--:|--:|--:|--:|");
         for z in &r.sizes {
             let Some(y) = &z.memory else { continue };
             let restart_ops: Vec<String> = y
@@ -301,12 +301,14 @@ fn section(r: &Results) -> String {
                 .collect();
             let _ = writeln!(
                 s,
-                "| {} | {} | {} | {} | {} | {} | {:.1} MB |",
+                "| {} | {} | {} | {} | {} | {} | {} | {} | {:.1} MB |",
                 thousands(z.services),
                 y.runs.len(),
                 c(&y.peak_rss_mb, 1),
                 c(&y.restart_peak_rss_mb, 1),
                 restart_ops.join(", "),
+                c(&y.daemon_peak_rss_mb, 1),
+                c(&y.daemon_restart_peak_rss_mb, 1),
                 auto(&y.wall_ms),
                 y.manifest_bytes as f64 / 1e6
             );
@@ -314,9 +316,11 @@ fn section(r: &Results) -> String {
         let _ = writeln!(
             s,
             "\n`kube-nftproxy run --manifests DIR --config FILE --once` in a fresh namespace, \
-             reading the generated YAML; peak RSS by {}; MB are 10^6 bytes. The process holds \
-             the parsed manifests, the view, the model's output, the desired ruleset, the \
-             transaction and libnftnl's batch at its peak.",
+             reading the generated YAML, then again on the tables it left; peak RSS by {}. \
+             The daemon is the same command without `--once`, as a node runs it: it keeps the \
+             cluster view, the model's output and the desired ruleset between syncs; its peak \
+             is its VmHWM once its first sync is committed (its log line), after which it is \
+             stopped. MB are 10^6 bytes.",
             r.rss_method
         );
     }
@@ -457,9 +461,9 @@ fn goals(s: &mut String, r: &Results) {
     if let Some(y) = &z.memory {
         let _ = writeln!(
             s,
-            "| peak RSS < 60 MB (10 000 Services × 10 endpoints) | {} MB | {} |",
-            c(&y.peak_rss_mb, 1),
-            mark(y.peak_rss_mb.median < 60.0)
+            "| peak RSS < 60 MB (10 000 Services × 10 endpoints; the highest of `--once` and the daemon, from empty and restarted) | {:.1} MB | {} |",
+            y.worst_median_mb(),
+            mark(y.worst_median_mb() < 60.0)
         );
     }
 }

@@ -22,7 +22,7 @@
 
 mod plan;
 
-pub use plan::stale_udp_flows;
+pub use plan::{stale_udp_flows, UdpState};
 
 use crate::socket::{align4, attributes, done_status, messages, NetlinkSocket, NlError};
 use std::fmt;

@@ -28,7 +28,7 @@ mod socket;
 
 pub use backend::Backend;
 pub use command::NftCommand;
-pub use conntrack::{delete_udp_flows, stale_udp_flows, ConntrackError, UdpFlowMatch};
+pub use conntrack::{delete_udp_flows, stale_udp_flows, ConntrackError, UdpFlowMatch, UdpState};
 pub use error::{ApplyError, OpFailure, ReadError};
 pub use netlink::Netlink;
 pub use netns::in_netns;

@@ -19,18 +19,43 @@ use std::net::IpAddr;
 ///
 /// Sorted, without duplicates; empty when nothing changed.
 pub fn stale_udp_flows(before: &NodeServices, after: &NodeServices) -> Vec<UdpFlowMatch> {
-    let reachable_now = reachable_udp_endpoints(after);
-    let mut out: BTreeSet<UdpFlowMatch> = reachable_udp_endpoints(before)
-        .difference(&reachable_now)
-        .map(|&(ip, port)| UdpFlowMatch::ToEndpoint { ip, port })
-        .collect();
-    let served_before = served_udp_destinations(before);
-    out.extend(
-        served_udp_destinations(after)
-            .difference(&served_before)
-            .map(|&(ip, port)| UdpFlowMatch::ToDestination { ip, port }),
-    );
-    out.into_iter().collect()
+    UdpState::of(before).stale_flows(&UdpState::of(after))
+}
+
+/// What [`stale_udp_flows`] needs to know of a node's services: a small summary a daemon keeps
+/// from one sync to the next instead of the whole [`NodeServices`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UdpState {
+    /// Every endpoint `ip:port` some UDP service-port may send traffic to.
+    reachable: BTreeSet<(IpAddr, u16)>,
+    /// Every destination `ip:port` of the UDP service-ports that have endpoints.
+    served: BTreeSet<(IpAddr, u16)>,
+}
+
+impl UdpState {
+    /// The summary of `services`.
+    pub fn of(services: &NodeServices) -> UdpState {
+        UdpState {
+            reachable: reachable_udp_endpoints(services),
+            served: served_udp_destinations(services),
+        }
+    }
+
+    /// [`stale_udp_flows`] from this state to `after`.
+    pub fn stale_flows(&self, after: &UdpState) -> Vec<UdpFlowMatch> {
+        let mut out: BTreeSet<UdpFlowMatch> = self
+            .reachable
+            .difference(&after.reachable)
+            .map(|&(ip, port)| UdpFlowMatch::ToEndpoint { ip, port })
+            .collect();
+        out.extend(
+            after
+                .served
+                .difference(&self.served)
+                .map(|&(ip, port)| UdpFlowMatch::ToDestination { ip, port }),
+        );
+        out.into_iter().collect()
+    }
 }
 
 /// The UDP service-ports of both families, with the family's NodePort addresses.
