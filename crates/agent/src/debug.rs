@@ -55,7 +55,7 @@ fn address(ep: &Endpoint) -> String {
 fn endpoint_json(ep: &Endpoint) -> Value {
     json!({
         "address": address(ep),
-        "node": ep.node_name,
+        "node": ep.node_name.as_deref(),
         "local": ep.is_local,
         "ready": ep.ready,
         "serving": ep.serving,

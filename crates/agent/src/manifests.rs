@@ -1,4 +1,5 @@
-//! Loading Kubernetes manifests (YAML or JSON) from files, for `kube-nftproxy render`.
+//! Loading Kubernetes manifests (YAML or JSON) from files, for `kube-nftproxy render` and
+//! `run --manifests`.
 //!
 //! The loader reads what `kubectl get -o yaml` (or `-o json`) prints, or a
 //! directory of such files, and keeps the three kinds the agent cares about:
@@ -9,6 +10,11 @@
 //! [`ManifestProblem`] and loading goes on with the next one, so that one bad
 //! object does not hide the others. Only a path that cannot be read at all is
 //! a hard [`ManifestError`].
+//!
+//! [`load_path`] collects everything into [`Manifests`]; [`load_path_into`]
+//! hands each object to a [`ManifestSink`] as soon as it is parsed instead, so
+//! that a caller that only files the objects away (such as [`ViewSink`], which
+//! builds a [`ClusterView`]) never holds all the parsed objects at once.
 //!
 //! Rules, in the spirit of `kubectl apply -f`:
 //!
@@ -39,6 +45,7 @@ use k8s_openapi::api::core::v1::{
 };
 use k8s_openapi::api::discovery::v1::{Endpoint, EndpointPort, EndpointSlice};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use model::ClusterView;
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::{Map, Value};
@@ -74,23 +81,116 @@ impl Manifests {
         self.ignored += other.ignored;
         self.problems.extend(other.problems);
     }
+}
 
-    fn problem(
-        &mut self,
-        at: &Place<'_>,
-        kind: Option<&str>,
-        object: Option<String>,
-        message: String,
-    ) {
-        self.problems.push(ManifestProblem {
-            origin: at.origin.to_owned(),
-            document: at.document,
-            item: at.item,
-            kind: kind.map(str::to_owned),
-            object,
-            message,
-        });
+/// Receives what the loader finds, one object (or problem) at a time, in the
+/// order of the input: files in name order, documents in file order, items in
+/// list order.
+pub trait ManifestSink {
+    /// A `v1` Service (put in the `default` namespace when it names none).
+    fn service(&mut self, service: Service);
+    /// A `discovery.k8s.io/v1` EndpointSlice (put in the `default` namespace
+    /// when it names none).
+    fn endpoint_slice(&mut self, slice: EndpointSlice);
+    /// A `v1` Node.
+    fn node(&mut self, node: Node);
+    /// An object of another kind was skipped. Does nothing unless overridden.
+    fn ignored(&mut self) {}
+    /// A document (or a whole file) could not be loaded.
+    fn problem(&mut self, problem: ManifestProblem);
+}
+
+/// Collects everything, in the order it was found.
+impl ManifestSink for Manifests {
+    fn service(&mut self, service: Service) {
+        self.services.push(service);
     }
+
+    fn endpoint_slice(&mut self, slice: EndpointSlice) {
+        self.endpoint_slices.push(slice);
+    }
+
+    fn node(&mut self, node: Node) {
+        self.nodes.push(node);
+    }
+
+    fn ignored(&mut self) {
+        self.ignored += 1;
+    }
+
+    fn problem(&mut self, problem: ManifestProblem) {
+        self.problems.push(problem);
+    }
+}
+
+/// A [`ManifestSink`] that files each object into a [`ClusterView`] as soon as
+/// it is parsed, so that the Kubernetes objects never all exist at once.
+///
+/// The view is the one [`ClusterView::from_objects`] makes of [`load_path`]'s
+/// lists for the same node name: a Service or EndpointSlice replaces an
+/// earlier one of the same namespace and name (Services and slices are filed
+/// apart, so which of a Service and its slices comes first does not matter),
+/// and the *first* Node named `node_name` is this node's (later ones of that
+/// name, and other Nodes, are dropped). Each problem is handed to
+/// `on_problem` as it is found.
+pub struct ViewSink<'a, F> {
+    view: ClusterView,
+    node_name: &'a str,
+    on_problem: F,
+}
+
+impl<'a, F: FnMut(ManifestProblem)> ViewSink<'a, F> {
+    /// An empty view for the node `node_name`; `on_problem` gets every problem.
+    pub fn new(node_name: &'a str, on_problem: F) -> Self {
+        ViewSink {
+            view: ClusterView::new(),
+            node_name,
+            on_problem,
+        }
+    }
+
+    /// The view of everything received so far.
+    pub fn into_view(self) -> ClusterView {
+        self.view
+    }
+}
+
+impl<F: FnMut(ManifestProblem)> ManifestSink for ViewSink<'_, F> {
+    fn service(&mut self, service: Service) {
+        self.view.upsert_service(service);
+    }
+
+    fn endpoint_slice(&mut self, slice: EndpointSlice) {
+        self.view.upsert_slice(slice);
+    }
+
+    fn node(&mut self, node: Node) {
+        if self.view.node().is_none() && node.metadata.name.as_deref() == Some(self.node_name) {
+            self.view.set_node(Some(node));
+        }
+    }
+
+    fn problem(&mut self, problem: ManifestProblem) {
+        (self.on_problem)(problem);
+    }
+}
+
+/// Hands `out` a problem found at `at`.
+fn report(
+    out: &mut dyn ManifestSink,
+    at: &Place<'_>,
+    kind: Option<&str>,
+    object: Option<String>,
+    message: String,
+) {
+    out.problem(ManifestProblem {
+        origin: at.origin.to_owned(),
+        document: at.document,
+        item: at.item,
+        kind: kind.map(str::to_owned),
+        object,
+        message,
+    });
 }
 
 /// A document (or a whole file) that could not be loaded.
@@ -166,12 +266,23 @@ pub enum ManifestError {
 /// YAML or JSON, end up in [`Manifests::problems`]; only a path that cannot be
 /// read is an error.
 pub fn load_path(path: &Path) -> Result<Manifests, ManifestError> {
+    let mut manifests = Manifests::default();
+    load_path_into(path, &mut manifests)?;
+    Ok(manifests)
+}
+
+/// Loads the manifests in `path` as [`load_path`] does, handing each object
+/// and problem to `sink` as soon as it is found instead of collecting them.
+///
+/// On an error (a path that cannot be read), `sink` has already received what
+/// the files before it held.
+pub fn load_path_into(path: &Path, sink: &mut dyn ManifestSink) -> Result<(), ManifestError> {
     let metadata = fs::metadata(path).map_err(|error| ManifestError::Read {
         path: path.to_owned(),
         error,
     })?;
     if !metadata.is_dir() {
-        return load_file(path);
+        return load_file(path, sink);
     }
 
     let list_error = |error| ManifestError::ListDirectory {
@@ -198,11 +309,10 @@ pub fn load_path(path: &Path) -> Result<Manifests, ManifestError> {
     }
     files.sort();
 
-    let mut manifests = Manifests::default();
     for (_, file) in files {
-        manifests.merge(load_file(&file)?);
+        load_file(&file, sink)?;
     }
-    Ok(manifests)
+    Ok(())
 }
 
 /// Loads the manifests in `text`, one file's contents; `origin` (usually the
@@ -211,14 +321,20 @@ pub fn load_path(path: &Path) -> Result<Manifests, ManifestError> {
 /// Text whose first non-blank character is `{` is read as a stream of JSON
 /// objects, anything else as a stream of YAML documents.
 pub fn load_str(text: &str, origin: &str) -> Manifests {
-    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let mut manifests = Manifests::default();
-    if text.trim_start().starts_with('{') {
-        load_json(text, origin, &mut manifests);
-    } else {
-        load_yaml(text, origin, &mut manifests);
-    }
+    load_str_into(text, origin, &mut manifests);
     manifests
+}
+
+/// Loads the manifests in `text` as [`load_str`] does, handing each object and
+/// problem to `sink` as soon as it is found.
+pub fn load_str_into(text: &str, origin: &str, sink: &mut dyn ManifestSink) {
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    if text.trim_start().starts_with('{') {
+        load_json(text, origin, sink);
+    } else {
+        load_yaml(text, origin, sink);
+    }
 }
 
 fn has_manifest_extension(path: &Path) -> bool {
@@ -231,25 +347,24 @@ fn has_manifest_extension(path: &Path) -> bool {
         })
 }
 
-fn load_file(path: &Path) -> Result<Manifests, ManifestError> {
+fn load_file(path: &Path, sink: &mut dyn ManifestSink) -> Result<(), ManifestError> {
     let bytes = fs::read(path).map_err(|error| ManifestError::Read {
         path: path.to_owned(),
         error,
     })?;
     let origin = path.display().to_string();
     match String::from_utf8(bytes) {
-        Ok(text) => Ok(load_str(&text, &origin)),
+        Ok(text) => load_str_into(&text, &origin, sink),
         Err(error) => {
-            let mut manifests = Manifests::default();
             let at = Place {
                 origin: &origin,
                 document: 0,
                 item: None,
             };
-            manifests.problem(&at, None, None, format!("not UTF-8 text: {error}"));
-            Ok(manifests)
+            report(sink, &at, None, None, format!("not UTF-8 text: {error}"));
         }
     }
+    Ok(())
 }
 
 /// Where a value was found, for problem messages.
@@ -259,7 +374,7 @@ struct Place<'a> {
     item: Option<usize>,
 }
 
-fn load_yaml(text: &str, origin: &str, manifests: &mut Manifests) {
+fn load_yaml(text: &str, origin: &str, out: &mut dyn ManifestSink) {
     for (index, document) in serde_norway::Deserializer::from_str(text).enumerate() {
         let at = Place {
             origin,
@@ -275,18 +390,24 @@ fn load_yaml(text: &str, origin: &str, manifests: &mut Manifests) {
                 yaml_to_json(value)
             });
         match value {
-            Ok(value) => add_document(value, &at, None, manifests),
+            Ok(value) => add_document(value, &at, None, out),
             Err(message) => {
                 // The parser cannot be trusted to go on after an error (it may
                 // report the same error for ever): skip the rest of the file.
-                manifests.problem(&at, None, None, format!("{message}; rest of file skipped"));
+                report(
+                    out,
+                    &at,
+                    None,
+                    None,
+                    format!("{message}; rest of file skipped"),
+                );
                 return;
             }
         }
     }
 }
 
-fn load_json(text: &str, origin: &str, manifests: &mut Manifests) {
+fn load_json(text: &str, origin: &str, out: &mut dyn ManifestSink) {
     let stream = serde_json::Deserializer::from_str(text).into_iter::<Value>();
     for (index, value) in stream.enumerate() {
         let at = Place {
@@ -295,10 +416,10 @@ fn load_json(text: &str, origin: &str, manifests: &mut Manifests) {
             item: None,
         };
         match value {
-            Ok(value) => add_document(value, &at, None, manifests),
+            Ok(value) => add_document(value, &at, None, out),
             Err(error) => {
                 let message = format!("invalid JSON: {error}; rest of file skipped");
-                manifests.problem(&at, None, None, message);
+                report(out, &at, None, None, message);
                 return;
             }
         }
@@ -413,7 +534,12 @@ fn object_name(map: &Map<String, Value>, default_namespace: Option<&str>) -> Opt
 /// `(apiVersion, kind)` that items of a list take when they name none.
 type Inherited<'a> = Option<(&'a str, &'a str)>;
 
-fn add_document(value: Value, at: &Place<'_>, inherited: Inherited<'_>, out: &mut Manifests) {
+fn add_document(
+    value: Value,
+    at: &Place<'_>,
+    inherited: Inherited<'_>,
+    out: &mut dyn ManifestSink,
+) {
     let mut map = match value {
         // An empty document (or a comment-only one).
         Value::Null if at.item.is_none() => return,
@@ -423,7 +549,7 @@ fn add_document(value: Value, at: &Place<'_>, inherited: Inherited<'_>, out: &mu
                 "expected a Kubernetes object (a mapping), found {}",
                 describe(&other)
             );
-            out.problem(at, None, None, message);
+            report(out, at, None, None, message);
             return;
         }
     };
@@ -440,7 +566,7 @@ fn add_document(value: Value, at: &Place<'_>, inherited: Inherited<'_>, out: &mu
         _ => {
             let object = object_name(&map, None);
             let message = "not a Kubernetes object: no `kind` string".to_owned();
-            out.problem(at, None, object, message);
+            report(out, at, None, object, message);
             return;
         }
     };
@@ -449,7 +575,7 @@ fn add_document(value: Value, at: &Place<'_>, inherited: Inherited<'_>, out: &mu
         _ => {
             let object = object_name(&map, None);
             let message = "not a Kubernetes object: no `apiVersion` string".to_owned();
-            out.problem(at, Some(&kind), object, message);
+            report(out, at, Some(&kind), object, message);
             return;
         }
     };
@@ -461,7 +587,7 @@ fn add_document(value: Value, at: &Place<'_>, inherited: Inherited<'_>, out: &mu
 
     let Some(known) = Known::ALL.into_iter().find(|known| known.kind() == kind) else {
         tracing::trace!(origin = at.origin, document = at.document, %kind, "skipping object");
-        out.ignored += 1;
+        out.ignored();
         return;
     };
     if api_version != known.api_version() {
@@ -471,11 +597,11 @@ fn add_document(value: Value, at: &Place<'_>, inherited: Inherited<'_>, out: &mu
                 "unsupported apiVersion {api_version} for {kind} (expected {})",
                 known.api_version()
             );
-            out.problem(at, Some(&kind), object, message);
+            report(out, at, Some(&kind), object, message);
         } else {
             // The same kind name in another API group: an unrelated kind.
             tracing::trace!(origin = at.origin, document = at.document, %kind, %api_version, "skipping object");
-            out.ignored += 1;
+            out.ignored();
         }
         return;
     }
@@ -484,13 +610,13 @@ fn add_document(value: Value, at: &Place<'_>, inherited: Inherited<'_>, out: &mu
     let result = match known {
         Known::Service => parse::<Service>(&value).map(|mut service| {
             default_namespace(&mut service.metadata);
-            out.services.push(service);
+            out.service(service);
         }),
         Known::EndpointSlice => parse::<EndpointSlice>(&value).map(|mut slice| {
             default_namespace(&mut slice.metadata);
-            out.endpoint_slices.push(slice);
+            out.endpoint_slice(slice);
         }),
-        Known::Node => parse::<Node>(&value).map(|node| out.nodes.push(node)),
+        Known::Node => parse::<Node>(&value).map(|node| out.node(node)),
     };
     if let Err(whole) = result {
         let message = locate(known, &value).unwrap_or(whole);
@@ -498,7 +624,7 @@ fn add_document(value: Value, at: &Place<'_>, inherited: Inherited<'_>, out: &mu
             Value::Object(map) => object_name(map, known.namespaced().then_some(DEFAULT_NAMESPACE)),
             _ => None,
         };
-        out.problem(at, Some(&kind), object, message);
+        report(out, at, Some(&kind), object, message);
     }
 }
 
@@ -507,14 +633,14 @@ fn add_list(
     api_version: &str,
     kind: &str,
     at: &Place<'_>,
-    out: &mut Manifests,
+    out: &mut dyn ManifestSink,
 ) {
     let items = match map.remove("items") {
         None | Some(Value::Null) => Vec::new(),
         Some(Value::Array(items)) => items,
         Some(other) => {
             let message = format!("`items` should be a list, found {}", describe(&other));
-            out.problem(at, Some(kind), None, message);
+            report(out, at, Some(kind), None, message);
             return;
         }
     };
@@ -1119,6 +1245,137 @@ items:
         let manifests = load_path(&dir.0.join("e.yaml")).expect("load file");
         assert_eq!(manifests.problems.len(), 1);
         assert!(manifests.problems[0].message.starts_with("not UTF-8"));
+    }
+
+    /// A directory of several files where later documents replace earlier ones, a slice comes
+    /// before its Service (and again after it), a second Node of the same name comes later, and
+    /// some documents are broken.
+    fn write_streaming_dir(dir: &Path) {
+        let write = |name: &str, text: &str| {
+            fs::write(dir.join(name), text).expect("write test file");
+        };
+        let late_slice = |ip: &str, node: &str| {
+            format!(
+                "apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\n\
+                 metadata: {{name: svc-1, namespace: late, \
+                 labels: {{kubernetes.io/service-name: svc}}}}\n\
+                 addressType: IPv4\nports: [{{name: http, port: 8080, protocol: TCP}}]\n\
+                 endpoints:\n- addresses: [{ip}]\n  nodeName: {node}\n"
+            )
+        };
+        write("1-slice-first.yaml", &late_slice("10.244.1.50", "node-a"));
+        write(
+            "2-cluster.yaml",
+            include_str!("../../../examples/cluster.yaml"),
+        );
+        write(
+            "3-broken.yaml",
+            include_str!("../../../examples/bad/broken.yaml"),
+        );
+        write(
+            "4-later.json",
+            r#"{"apiVersion": "v1", "kind": "Service",
+  "metadata": {"name": "svc", "namespace": "late"},
+  "spec": {"clusterIP": "10.96.9.9", "ports": [{"name": "http", "port": 80}]}}
+{"apiVersion": "v1", "kind": "Service",
+  "metadata": {"name": "web", "namespace": "shop"},
+  "spec": {"clusterIP": "10.96.0.20", "ports": [{"name": "http", "port": 8081}]}}
+{"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+  "metadata": {"name": "web-4xq7d", "namespace": "shop",
+               "labels": {"kubernetes.io/service-name": "web"}},
+  "addressType": "IPv4", "ports": [{"name": "http", "port": 9090, "protocol": "TCP"}],
+  "endpoints": [{"addresses": ["10.244.2.99"], "nodeName": "node-b"}]}
+{"apiVersion": "v1", "kind": "List", "items": [
+  {"apiVersion": "v1", "kind": "Node", "metadata": {"name": "node-a"},
+   "status": {"addresses": [{"type": "InternalIP", "address": "10.9.9.9"}]}},
+  {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "bad", "namespace": "late"},
+   "spec": {"ports": [{"port": "eighty"}]}}
+]}
+"#,
+        );
+        write(
+            "5-again.yaml",
+            &format!(
+                "{}---\n{}",
+                late_slice("10.244.2.51", "node-b"),
+                node("node-c")
+            ),
+        );
+    }
+
+    #[test]
+    fn streaming_into_a_view_gives_the_collected_view() {
+        use model::{node_view, NodeConfig};
+
+        let dir = TempDir::new("stream");
+        write_streaming_dir(&dir.0);
+        let collected = load_path(&dir.0).expect("load directory");
+        assert!(collected.problems.len() >= 2, "{:?}", collected.problems);
+
+        for node_name in ["node-a", "node-b", "node-c", "node-z"] {
+            let mut problems = Vec::new();
+            let mut sink = ViewSink::new(node_name, |problem| problems.push(problem));
+            load_path_into(&dir.0, &mut sink).expect("stream directory");
+            let streamed = sink.into_view();
+            assert_eq!(problems, collected.problems);
+
+            let reference = ClusterView::from_objects(
+                collected.services.clone(),
+                collected.endpoint_slices.clone(),
+                collected.nodes.clone(),
+                node_name,
+            );
+            assert_eq!(streamed.service_keys(), reference.service_keys());
+            assert_eq!(streamed.slice_keys(), reference.slice_keys());
+            assert_eq!(streamed.node(), reference.node(), "{node_name}");
+            // Node addresses and pod CIDRs from the Node object, so that it matters too.
+            let config = NodeConfig {
+                node_name: node_name.to_owned(),
+                pod_cidrs_from_node: true,
+                ..NodeConfig::default()
+            };
+            let view = node_view(&streamed, &config);
+            assert_eq!(view, node_view(&reference, &config), "{node_name}");
+
+            if node_name == "node-a" {
+                // The first Node of the name is this node's, as with `from_objects`.
+                assert_eq!(
+                    view.ipv4.node_ips,
+                    ["10.0.0.11".parse::<std::net::IpAddr>().expect("ip")]
+                );
+                // The later Service and slice replaced the earlier ones; the slice that came
+                // before its Service counts, in its last version.
+                let web = view
+                    .ipv4
+                    .ports
+                    .values()
+                    .find(|p| p.label() == "shop/web:http");
+                let web = web.expect("shop/web:http");
+                assert_eq!(web.port, 8081);
+                let addresses: Vec<String> = web
+                    .cluster_endpoints
+                    .iter()
+                    .map(|e| format!("{}:{}", e.ip, e.port))
+                    .collect();
+                assert!(
+                    addresses.contains(&"10.244.2.99:9090".to_owned()),
+                    "{addresses:?}"
+                );
+                let late = view
+                    .ipv4
+                    .ports
+                    .values()
+                    .find(|p| p.label() == "late/svc:http");
+                let late = late.expect("late/svc:http");
+                assert_eq!(
+                    late.cluster_endpoints
+                        .iter()
+                        .map(|e| e.ip.to_string())
+                        .collect::<Vec<_>>(),
+                    ["10.244.2.51"]
+                );
+            }
+        }
     }
 
     #[test]

@@ -10,7 +10,7 @@ use crate::manifests;
 use crate::sync::{cleanup, sync_once, STAGE_SERVICES};
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use model::{node_view, ClusterView, NodeServices};
+use model::{node_view, NodeServices};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -167,26 +167,20 @@ fn load(config: Option<&Path>, flags: &FlagOverrides) -> Result<Loaded> {
 
 /// The node's view computed from manifests, with the configuration already loaded (`run
 /// --once`); every problem in the input is logged as a warning naming the object.
+///
+/// Each object goes into the cluster view as soon as it is parsed ([`manifests::ViewSink`]):
+/// the parsed Kubernetes objects never all exist at once, only the view's share of them.
 fn compute(manifests_path: &Path, config: &Config) -> Result<NodeServices> {
     let node_config = config.node_config()?;
-    let loaded = manifests::load_path(manifests_path)
-        .with_context(|| format!("loading manifests from {}", manifests_path.display()))?;
-    for problem in &loaded.problems {
+    let mut sink = manifests::ViewSink::new(&node_config.node_name, |problem| {
         tracing::warn!(%problem, "skipped a manifest document");
-    }
-    if !loaded
-        .nodes
-        .iter()
-        .any(|n| n.metadata.name.as_deref() == Some(&node_config.node_name))
-    {
+    });
+    manifests::load_path_into(manifests_path, &mut sink)
+        .with_context(|| format!("loading manifests from {}", manifests_path.display()))?;
+    let view = sink.into_view();
+    if view.node().is_none() {
         tracing::warn!(node = %node_config.node_name, "no Node object with this name in the manifests");
     }
-    let view = ClusterView::from_objects(
-        loaded.services,
-        loaded.endpoint_slices,
-        loaded.nodes,
-        &node_config.node_name,
-    );
     let services = node_view(&view, &node_config);
     for error in &services.errors {
         tracing::warn!(reason = error.reason(), "{error}");

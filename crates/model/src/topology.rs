@@ -20,14 +20,12 @@ impl TopologyFilter<'_> {
     /// True when the endpoint is kept.
     pub fn keeps(&self, ep: &Endpoint) -> bool {
         match self {
-            TopologyFilter::SameNode(node) => ep
-                .node_hints
-                .as_ref()
-                .is_some_and(|h| h.iter().any(|n| n == node)),
-            TopologyFilter::SameZone(zone) => ep
-                .zone_hints
-                .as_ref()
-                .is_some_and(|h| h.iter().any(|z| z == zone)),
+            TopologyFilter::SameNode(node) => {
+                ep.node_hints().is_some_and(|h| h.iter().any(|n| n == node))
+            }
+            TopologyFilter::SameZone(zone) => {
+                ep.zone_hints().is_some_and(|h| h.iter().any(|z| z == zone))
+            }
         }
     }
 }
@@ -44,14 +42,14 @@ pub(crate) fn topology_filter<'a>(
     }
     let all_have = |hints: fn(&Endpoint) -> bool| ready.iter().all(|e| hints(e));
     let same_node = TopologyFilter::SameNode(node_name);
-    if all_have(|e| e.node_hints.as_ref().is_some_and(|h| !h.is_empty()))
+    if all_have(|e| e.node_hints().is_some_and(|h| !h.is_empty()))
         && ready.iter().any(|e| same_node.keeps(e))
     {
         return Some(same_node);
     }
     let zone = zone.filter(|z| !z.is_empty())?;
     let same_zone = TopologyFilter::SameZone(zone);
-    if all_have(|e| e.zone_hints.as_ref().is_some_and(|h| !h.is_empty()))
+    if all_have(|e| e.zone_hints().is_some_and(|h| !h.is_empty()))
         && ready.iter().any(|e| same_zone.keeps(e))
     {
         return Some(same_zone);

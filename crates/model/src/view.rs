@@ -3,7 +3,8 @@
 
 use crate::config::{NodeConfig, NodePortAddresses};
 use crate::endpoints::{
-    collect_endpoints, slice_is_ignored, slice_ref, Endpoint, StoredSlice, SERVICE_NAME_LABEL,
+    collect_endpoints, slice_is_ignored, slice_ref, Endpoint, NodeNames, StoredSlice,
+    SERVICE_NAME_LABEL,
 };
 use crate::error::{ModelError, Problem};
 use crate::ip::parse_ip_sloppy;
@@ -37,6 +38,8 @@ pub struct ClusterView {
     /// Slices that cannot be joined to a Service, with the reason.
     unjoinable: BTreeMap<(String, String), ModelError>,
     node: Option<Node>,
+    /// The node names of the slices' endpoints, each held once.
+    node_names: NodeNames,
 }
 
 impl ClusterView {
@@ -106,10 +109,10 @@ impl ClusterView {
         let owner = ServiceRef::new(&namespace, owner);
         self.slice_owner
             .insert((namespace, name.clone()), owner.clone());
-        self.slices
-            .entry(owner.clone())
-            .or_default()
-            .insert(name, Box::new(StoredSlice::new(slice)));
+        self.slices.entry(owner.clone()).or_default().insert(
+            name,
+            Box::new(StoredSlice::new(slice, &mut self.node_names)),
+        );
         touched.push(owner);
         touched
     }

@@ -69,6 +69,31 @@ fn unset_conditions_mean_ready_serving_not_terminating() {
 }
 
 #[test]
+fn endpoints_on_one_node_share_its_name_across_services_and_sets() {
+    let other = service("shop", "api", "10.96.0.11").port("http", "TCP", 80);
+    let api_slice = slice("shop", "api-abc", "api", "IPv4")
+        .port("http", "TCP", 8080)
+        .endpoint(ep("10.1.0.2", NODE));
+    let out = compute_with(
+        &node_config(),
+        vec![web(), other],
+        vec![web_slice("web-abc", vec![ep("10.1.0.1", NODE)]), api_slice],
+        Vec::new(),
+    );
+    let web = port(&out, IpFamily::V4, "shop", "web", "http", Protocol::Tcp);
+    let api = port(&out, IpFamily::V4, "shop", "api", "http", Protocol::Tcp);
+    let names = [
+        &web.cluster_endpoints[0],
+        &web.local_endpoints[0],
+        &api.cluster_endpoints[0],
+    ]
+    .map(|e| e.node_name.clone().expect("node name"));
+    assert_eq!(&*names[0], NODE);
+    assert!(names.iter().all(|n| std::sync::Arc::ptr_eq(n, &names[0])));
+    assert_eq!(web.cluster_endpoints[0].hints, None);
+}
+
+#[test]
 fn cluster_set_falls_back_to_serving_terminating_endpoints() {
     let view = select(
         vec![
