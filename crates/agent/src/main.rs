@@ -53,6 +53,7 @@ fn init_logging(format: LogFormat) {
 }
 
 fn main() -> Result<()> {
+    heap::one_arena();
     let cli = Cli::parse();
     init_logging(cli.log_format);
     match cli.command {
