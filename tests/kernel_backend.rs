@@ -195,7 +195,7 @@ fn a_large_first_sync_is_one_transaction_and_reads_back_equal() {
     let ns = netns("large");
     apply(&ns, &Netlink, &plan(&Ruleset::default(), &rules))
         .unwrap_or_else(|e| panic!("large first sync: {e}"));
-    let read = in_netns(&path(&ns), || nft::read_tables("kube-nftproxy"))
+    let read = in_netns(&path(&ns), || nft::read_tables("kube-nftproxy", None))
         .unwrap_or_else(|e| panic!("entering: {e}"))
         .unwrap_or_else(|e| panic!("reading back: {e}"));
     let again = plan(&read, &rules);

@@ -15,10 +15,10 @@ const EXAMPLES: [(&str, &str); 3] = [
     ("examples/bad", "node-a"),
 ];
 
-/// `nft::read_tables(TABLE)` inside `ns`.
+/// `nft::read_tables(TABLE, None)` inside `ns`.
 fn read_back(ns: &NetNs) -> Ruleset {
     let path = PathBuf::from(format!("/var/run/netns/{}", ns.name()));
-    nft::in_netns(&path, || nft::read_tables(TABLE))
+    nft::in_netns(&path, || nft::read_tables(TABLE, None))
         .unwrap_or_else(|e| panic!("entering {}: {e}", ns.name()))
         .unwrap_or_else(|e| panic!("reading {TABLE} in {}: {e}", ns.name()))
 }
@@ -147,6 +147,71 @@ fn every_example_reads_back_as_the_desired_ruleset() {
 }
 
 /// The name of a dynamic (session affinity) set of the ip table.
+#[test]
+fn a_read_like_the_desired_ruleset_shares_the_elements_of_every_set_it_holds_unchanged() {
+    if !require_kernel() {
+        return;
+    }
+    let (_, rules) = example("examples/cluster.yaml", "node-a");
+    let ns = loaded("rb-like", &rules);
+    // One set differs in the kernel: an element deleted by hand.
+    let id = TableId {
+        family: ruleset::Family::Ip,
+        name: TABLE.into(),
+    };
+    let (changed, key) = rules.tables[&id]
+        .sets
+        .iter()
+        .find_map(|(name, set)| {
+            (name == "cluster-ips")
+                .then(|| {
+                    set.elements
+                        .keys()
+                        .next()
+                        .map(|k| (name.clone(), k.clone()))
+                })
+                .flatten()
+        })
+        .expect("a ClusterIP");
+    nft(
+        &ns,
+        &[
+            "delete",
+            "element",
+            "ip",
+            TABLE,
+            &changed,
+            &format!("{{ {key} }}"),
+        ],
+    );
+
+    let path = PathBuf::from(format!("/var/run/netns/{}", ns.name()));
+    let like = rules.clone();
+    let (read, rules) = nft::in_netns(&path, move || {
+        nft::read_tables(TABLE, Some(&like)).map(|read| (read, like))
+    })
+    .expect("netns")
+    .expect("read");
+    let mut shared = 0;
+    for (tid, table) in &rules.tables {
+        for (name, set) in &table.sets {
+            let got = &read.tables[tid].sets[name];
+            let same = std::sync::Arc::ptr_eq(&got.elements, &set.elements);
+            if tid == &id && name == &changed {
+                assert!(!same, "{name} differs but was shared");
+                assert_eq!(got.elements.len() + 1, set.elements.len(), "{name}");
+            } else if !set.elements.is_empty() {
+                assert!(same, "{tid} {name} is unchanged but was copied");
+                shared += 1;
+            }
+        }
+    }
+    assert!(shared > 3, "only {shared} sets shared");
+    // Sharing changes nothing of what was read.
+    let plain = read_back(&ns);
+    assert!(plain == read, "{}", object_diff(&plain, &read));
+}
+
 fn affinity_set(rules: &Ruleset) -> String {
     let ip = rules
         .tables
@@ -342,7 +407,7 @@ fn large_sets_and_maps_read_back_completely() {
             .sets
             .get_mut("cluster-ips")
             .expect("cluster-ips")
-            .elements
+            .elements_mut()
             .insert(
                 ruleset::ElemKey::new(vec![ruleset::KeyPart::Ip(addr.into())]),
                 Default::default(),
@@ -351,7 +416,7 @@ fn large_sets_and_maps_read_back_completely() {
             .sets
             .get_mut("service-ips")
             .expect("service-ips")
-            .elements
+            .elements_mut()
             .insert(
                 ruleset::ElemKey::new(vec![
                     ruleset::KeyPart::Ip(addr.into()),
@@ -409,7 +474,7 @@ fn reads_during_concurrent_transactions_see_one_ruleset() {
         });
         while !done.load(std::sync::atomic::Ordering::Relaxed) {
             let path = path.clone();
-            match nft::in_netns(&path, || nft::read_tables(TABLE)).expect("netns") {
+            match nft::in_netns(&path, || nft::read_tables(TABLE, None)).expect("netns") {
                 Ok(got) if got == a => seen_a += 1,
                 Ok(got) if got == b => seen_b += 1,
                 Ok(got) => panic!(

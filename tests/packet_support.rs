@@ -90,7 +90,7 @@ pub fn sync(ns: &NetNs, rules: &Ruleset) -> Result<Transaction, nft::ApplyError>
     let path = PathBuf::from("/var/run/netns").join(ns.name());
     let rules = rules.clone();
     nft::in_netns(&path, move || {
-        let current = nft::read_tables(&ruleset::Options::default().table_name)
+        let current = nft::read_tables(&ruleset::Options::default().table_name, None)
             .unwrap_or_else(|e| panic!("reading the node's tables: {e}"));
         let txn = ruleset::plan(&current, &rules);
         nft::Backend::apply(&nft::Netlink, &txn).map(|()| txn)

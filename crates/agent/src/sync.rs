@@ -123,10 +123,14 @@ pub fn sync_once(
     loop {
         attempts += 1;
         let started = Instant::now();
-        let current = backend.read(table).map_err(|source| SyncError::Read {
-            table: table.to_owned(),
-            source,
-        })?;
+        // The sets the kernel holds as desired share the desired elements: the read-back
+        // costs the differences, not a second copy of every element.
+        let current = backend
+            .read_like(table, desired)
+            .map_err(|source| SyncError::Read {
+                table: table.to_owned(),
+                source,
+            })?;
         let read = started.elapsed();
         // From empty tables, in stages planned one at a time; otherwise one transaction.
         let stages = current

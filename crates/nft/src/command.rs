@@ -60,7 +60,11 @@ impl Backend for NftCommand {
     }
 
     fn read(&self, table: &str) -> Result<Ruleset, ReadError> {
-        crate::read::read_tables(table)
+        crate::read::read_tables(table, None)
+    }
+
+    fn read_like(&self, table: &str, like: &Ruleset) -> Result<Ruleset, ReadError> {
+        crate::read::read_tables(table, Some(like))
     }
 }
 

@@ -51,7 +51,11 @@ impl Backend for Netlink {
     }
 
     fn read(&self, table: &str) -> Result<Ruleset, ReadError> {
-        crate::read::read_tables(table)
+        crate::read::read_tables(table, None)
+    }
+
+    fn read_like(&self, table: &str, like: &Ruleset) -> Result<Ruleset, ReadError> {
+        crate::read::read_tables(table, Some(like))
     }
 }
 

@@ -153,14 +153,14 @@ impl Ruleset {
                 if s.elements.contains_key(key) {
                     return Err(format!("element {key} exists in {set}"));
                 }
-                s.elements.insert(key.clone(), value.clone());
+                s.elements_mut().insert(key.clone(), value.clone());
             }
             Op::DeleteElement {
                 table, set, key, ..
             } => {
                 let t = self.table_mut(table)?;
                 let s = t.sets.get_mut(set).ok_or_else(|| format!("no set {set}"))?;
-                s.elements
+                s.elements_mut()
                     .remove(key)
                     .ok_or_else(|| format!("no element {key} in {set}"))?;
             }

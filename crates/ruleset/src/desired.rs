@@ -240,7 +240,7 @@ impl Builder {
             if let Some(counts) = self.counts.as_mut().filter(|_| !is_endpoint_map(set)) {
                 *counts.entry((set.to_owned(), key.clone())).or_default() += 1;
             }
-            s.elements.entry(key).or_insert(value);
+            s.elements_mut().entry(key).or_insert(value);
         }
     }
 

@@ -102,7 +102,7 @@ impl DesiredState {
                 if left == 0 {
                     self.counts.remove(&slot);
                     if let Some(s) = self.table_mut(*family).and_then(|t| t.sets.get_mut(set)) {
-                        s.elements.remove(key);
+                        s.elements_mut().remove(key);
                     }
                 }
             }
@@ -127,7 +127,7 @@ impl DesiredState {
                         .or_default() += 1;
                 }
                 if let Some(s) = self.table_mut(*family).and_then(|t| t.sets.get_mut(set)) {
-                    s.elements
+                    s.elements_mut()
                         .entry(key.clone())
                         .or_insert_with(|| value.clone());
                 }
@@ -174,10 +174,10 @@ impl DesiredState {
                     };
                     let entry = part.sets.entry(set_name.clone()).or_insert_with(|| Set {
                         spec: set.spec.clone(),
-                        elements: BTreeMap::new(),
+                        elements: Default::default(),
                     });
                     if let Some(value) = set.elements.get(key) {
-                        entry.elements.insert(key.clone(), value.clone());
+                        entry.elements_mut().insert(key.clone(), value.clone());
                     }
                 }
             }

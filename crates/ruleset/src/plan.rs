@@ -198,7 +198,7 @@ fn diff_elements(
     additions: &mut Vec<Op>,
 ) {
     let changed = |a: &BTreeMap<_, _>, k, v| a.get(k) != Some(v);
-    for (key, value) in &old.elements {
+    for (key, value) in old.elements.iter() {
         if changed(&new.elements, key, value) {
             ops.push(Op::DeleteElement {
                 table: id.clone(),
@@ -208,7 +208,7 @@ fn diff_elements(
             });
         }
     }
-    for (key, value) in &new.elements {
+    for (key, value) in new.elements.iter() {
         if changed(&old.elements, key, value) {
             additions.push(Op::AddElement {
                 table: id.clone(),

@@ -146,7 +146,7 @@ pub fn stages_from_empty(desired: &Ruleset, per_stage: usize) -> StagesFromEmpty
                 spec: set.spec.clone(),
                 ..Set::default()
             };
-            for (key, value) in &set.elements {
+            for (key, value) in set.elements.iter() {
                 let k = if name == CLUSTER_IPS {
                     Some(last)
                 } else {
@@ -155,7 +155,7 @@ pub fn stages_from_empty(desired: &Ruleset, per_stage: usize) -> StagesFromEmpty
                 match k {
                     Some(k) => later[k].push(Item::Element(id, name, key, value)),
                     None => {
-                        base.elements.insert(key.clone(), value.clone());
+                        base.elements_mut().insert(key.clone(), value.clone());
                     }
                 }
             }
@@ -339,7 +339,7 @@ mod tests {
                 }
                 Item::Element(_, set, key, value) => {
                     let set = to.sets.get_mut(*set).expect("stage 1 has every shared set");
-                    set.elements.insert((*key).clone(), (*value).clone());
+                    set.elements_mut().insert((*key).clone(), (*value).clone());
                 }
             }
         }
@@ -397,7 +397,8 @@ mod tests {
                     };
                     (key, value)
                 })
-                .collect(),
+                .collect::<std::collections::BTreeMap<_, _>>()
+                .into(),
         })
     }
 
@@ -413,7 +414,7 @@ mod tests {
             .prop_map(|(mut chains, own_chains, mut sets, own_sets)| {
                 // As in `desired`: the ClusterIPs name no Service.
                 if let Some(s) = sets.get_mut(CLUSTER_IPS) {
-                    s.elements.values_mut().for_each(|v| v.comment = None);
+                    s.elements_mut().values_mut().for_each(|v| v.comment = None);
                 }
                 chains.extend(own_chains);
                 sets.extend(own_sets);

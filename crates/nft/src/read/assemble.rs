@@ -144,7 +144,7 @@ pub(super) fn table(
     rules: Vec<RawRule>,
 ) -> Result<Table, ReadError> {
     let mut sorted = Sets::default();
-    sets.into_iter().for_each(|s| sorted.add(s));
+    sets.into_iter().for_each(|s| sorted.add(s, None));
     table_of(family, raw, chains, sorted, rules)
 }
 
@@ -158,12 +158,16 @@ pub(super) struct Sets {
 }
 
 impl Sets {
-    /// Files a set whose elements (if [`wants_elements`]) have been read.
-    pub(super) fn add(&mut self, raw: RawSet) {
+    /// Files a set whose elements (if [`wants_elements`]) have been read; a named set shares
+    /// its elements with the same set of `like` when they are the same.
+    pub(super) fn add(&mut self, raw: RawSet, like: Option<&Table>) {
         if raw.flags & SET_ANONYMOUS != 0 {
             self.anonymous.push(raw);
         } else {
-            let typed = named_set(&raw);
+            let mut typed = named_set(&raw);
+            if let Some(theirs) = like.and_then(|t| t.sets.get(&raw.name)) {
+                typed.share_elements(theirs);
+            }
             self.named.push((raw.name, typed));
         }
     }
@@ -272,7 +276,7 @@ fn named_set(raw: &RawSet) -> Set {
     };
     let unknown = |spec: SetSpec| Set {
         spec,
-        elements: BTreeMap::new(),
+        elements: Default::default(),
     };
     let expected_flags = if dynamic {
         SET_TIMEOUT | SET_EVAL
@@ -325,7 +329,7 @@ fn named_set(raw: &RawSet) -> Set {
     }
     Set {
         spec: SetSpec { key, data, ..spec },
-        elements: elements.into_iter().collect(),
+        elements: Arc::new(elements.into_iter().collect()),
     }
 }
 

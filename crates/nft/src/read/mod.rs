@@ -18,7 +18,7 @@ use crate::error::ReadError;
 use crate::socket::NetlinkSocket;
 use dump::{DumpError, Message};
 use objects::{InTable, RawChain, RawRule, RawSet, RawTable, Request};
-use ruleset::{Family, Ruleset, TableId};
+use ruleset::{Family, Ruleset, Table, TableId};
 use std::ffi::CStr;
 use std::io;
 
@@ -48,7 +48,10 @@ impl From<ReadError> for Failure {
 ///
 /// Rules that are not ones we write come back as [`crate::decode::undecodable_rule`]s, sets we
 /// would not make with an empty key, so the planner replaces them.
-pub fn read_tables(table: &str) -> Result<Ruleset, ReadError> {
+///
+/// With `like`, each set whose elements are exactly those of the same set there shares them
+/// ([`ruleset::Set::share_elements`]) as soon as it is read.
+pub fn read_tables(table: &str, like: Option<&Ruleset>) -> Result<Ruleset, ReadError> {
     let object = |problem: &str| ReadError::Malformed {
         object: format!("table {table}"),
         problem: problem.to_owned(),
@@ -59,7 +62,7 @@ pub fn read_tables(table: &str) -> Result<Ruleset, ReadError> {
     let name = objects::c_name(table).map_err(|p| object(&p))?;
     let mut last = String::new();
     for _ in 0..ATTEMPTS {
-        match read_once(&name, table) {
+        match read_once(&name, table, like) {
             Ok(ruleset) => return Ok(ruleset),
             Err(Failure::Retry(why)) => {
                 tracing::debug!(
@@ -144,7 +147,7 @@ fn nfproto(family: Family) -> u16 {
 
 /// One attempt: the generation, every family's raw objects, the generation again; then, from
 /// that consistent snapshot, the typed tables.
-fn read_once(name: &CStr, table: &str) -> Result<Ruleset, Failure> {
+fn read_once(name: &CStr, table: &str, like: Option<&Ruleset>) -> Result<Ruleset, Failure> {
     let sock = NetlinkSocket::open().map_err(|source| ReadError::Io {
         what: "opening a netfilter netlink socket".into(),
         source,
@@ -155,7 +158,12 @@ fn read_once(name: &CStr, table: &str) -> Result<Ruleset, Failure> {
     let before = session.generation()?;
     let mut raw = Vec::new();
     for family in [Family::Ip, Family::Ip6] {
-        if let Some(objects) = read_family(&mut session, family, name, table)? {
+        let id = TableId {
+            family,
+            name: table.to_owned(),
+        };
+        let like = like.and_then(|l| l.tables.get(&id));
+        if let Some(objects) = read_family(&mut session, family, name, table, like)? {
             raw.push((family, objects));
         }
     }
@@ -223,6 +231,7 @@ fn read_family(
     family: Family,
     name: &CStr,
     table: &str,
+    like: Option<&Table>,
 ) -> Result<Option<RawObjects>, Failure> {
     let nf = nfproto(family);
     let id = format!("{} {table}", family.keyword());
@@ -248,7 +257,7 @@ fn read_family(
         if assemble::wants_elements(&set) {
             read_elements(session, nf, name, table, &id, &mut set)?;
         }
-        sets.add(set);
+        sets.add(set, like);
     }
 
     let what = format!("dumping the rules of {id}");

@@ -623,8 +623,8 @@ fn plan_removes_an_obsolete_map_and_the_chain_its_elements_target() {
         },
     );
     let mut old = table.sets["service-nodeports"].clone();
-    old.elements.clear();
-    old.elements.insert(
+    old.elements_mut().clear();
+    old.elements_mut().insert(
         crate::ElemKey::new(vec![
             crate::KeyPart::Proto(model::Protocol::Tcp),
             crate::KeyPart::Port(1),
