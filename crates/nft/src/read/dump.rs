@@ -1,5 +1,5 @@
-//! One netlink dump: send a request, collect every reply message up to `NLMSG_DONE`, and turn
-//! errors and interrupted dumps into [`DumpError`]s. Also the ruleset generation
+//! One netlink dump: send a request, parse each reply message as it arrives up to
+//! `NLMSG_DONE`, and turn errors and interrupted dumps into [`DumpError`]s. Also the ruleset generation
 //! (`NFT_MSG_GETGEN`), which the reader compares before and after its dumps.
 
 use crate::socket::{attributes, done_status, messages, NetlinkSocket, NlError, NlMessage};
@@ -58,30 +58,43 @@ impl Message {
         Some(self)
     }
 
-    /// A copy of a received message, header included (the sender port id is left 0: libnftnl
-    /// does not read it).
-    pub(super) fn from_reply(msg: &NlMessage<'_>) -> Message {
+    /// An empty message, to be filled by [`Message::copy_reply`].
+    fn empty() -> Message {
+        Message {
+            words: Vec::new(),
+            len: 0,
+        }
+    }
+
+    /// Makes this message a copy of a received one, header included (the sender port id is
+    /// left 0: libnftnl does not read it). Reuses the buffer, so a dump copies its messages
+    /// one at a time into one allocation.
+    fn copy_reply(&mut self, msg: &NlMessage<'_>) {
         let len = NLMSG_HDRLEN + msg.payload.len();
-        let mut bytes = Vec::with_capacity(len + 3);
-        bytes.extend((len as u32).to_ne_bytes());
-        bytes.extend(msg.ty.to_ne_bytes());
-        bytes.extend(msg.flags.to_ne_bytes());
-        bytes.extend(msg.seq.to_ne_bytes());
-        bytes.extend(0u32.to_ne_bytes());
-        bytes.extend(msg.payload);
-        bytes.resize(len.div_ceil(4) * 4, 0);
-        let words = bytes
-            .chunks_exact(4)
-            .map(|c| u32::from_ne_bytes([c[0], c[1], c[2], c[3]]))
-            .collect();
-        Message { words, len }
+        let [ty0, ty1] = msg.ty.to_ne_bytes();
+        let [flags0, flags1] = msg.flags.to_ne_bytes();
+        self.words.clear();
+        self.words.reserve(len.div_ceil(4));
+        self.words.extend([
+            len as u32,
+            u32::from_ne_bytes([ty0, ty1, flags0, flags1]),
+            msg.seq,
+            0,
+        ]);
+        self.words.extend(msg.payload.chunks(4).map(|chunk| {
+            let mut word = [0u8; 4];
+            word.iter_mut().zip(chunk).for_each(|(w, b)| *w = *b);
+            u32::from_ne_bytes(word)
+        }));
+        self.len = len;
     }
 
     /// The message bytes (`nlmsg_len` of them).
     pub(super) fn bytes(&self) -> &[u8] {
         // SAFETY: the words are one initialised allocation of 4 * words.len() bytes, `len` is
-        // at most that (checked in `finish`, exact in `from_reply`), u8 has no alignment
-        // requirement, and the slice borrows `self`, so the allocation outlives it.
+        // at most that (checked in `finish`, 0 in `empty`, and `copy_reply` stores the header
+        // and the payload rounded up to whole words), u8 has no alignment requirement, and the
+        // slice borrows `self`, so the allocation outlives it.
         unsafe { std::slice::from_raw_parts(self.words.as_ptr().cast::<u8>(), self.len) }
     }
 
@@ -107,6 +120,9 @@ pub(super) enum DumpError {
     Io(io::Error),
     /// The answer was not what netlink promises.
     Malformed(String),
+    /// The dump completed, but the parser failed on one of its messages: why (for the first
+    /// such message).
+    Unparsable(String),
 }
 
 impl DumpError {
@@ -125,7 +141,9 @@ impl DumpError {
                 }
             }
             DumpError::Io(e) => e,
-            DumpError::Malformed(problem) => io::Error::new(io::ErrorKind::InvalidData, problem),
+            DumpError::Malformed(problem) | DumpError::Unparsable(problem) => {
+                io::Error::new(io::ErrorKind::InvalidData, problem)
+            }
         }
     }
 }
@@ -143,35 +161,84 @@ fn refused(err: NlError) -> DumpError {
     }
 }
 
-/// Sends `request` (a dump request with sequence number `seq`) and returns every reply
-/// message until `NLMSG_DONE`. Reads to the end even when the dump was interrupted, so the
+/// Sends `request` (a dump request with sequence number `seq`) and hands each object message
+/// of the reply to `parse` as it arrives, which may add objects to the list the dump returns.
+/// Each message is parsed from one reused buffer and then dropped, so the messages of a whole
+/// dump never exist at once.
+///
+/// The list is returned only when the whole dump was received and succeeded: a dump the kernel
+/// flags as interrupted fails with [`DumpError::Interrupted`] however many objects it had
+/// already given (they are dropped, with nothing parsed after the flag), and a message `parse`
+/// fails on makes the dump fail with [`DumpError::Unparsable`] (the later messages are not
+/// parsed), unless the dump fails for a reason of its own, which is reported instead. Reads to
+/// `NLMSG_DONE` even when the dump was interrupted or a message could not be parsed, so the
 /// socket can be used for the next request.
-pub(super) fn dump(
+pub(super) fn dump<T>(
     sock: &NetlinkSocket,
     request: &Message,
     seq: u32,
-) -> Result<Vec<Message>, DumpError> {
+    parse: impl FnMut(&Message, &mut Vec<T>) -> Result<(), String>,
+) -> Result<Vec<T>, DumpError> {
     sock.send_all(&[request.bytes()])?;
     let mut buf = vec![0u8; RECV_BUFFER];
-    let mut out = Vec::new();
-    let mut interrupted = false;
+    let mut replies = Replies::new(seq, parse);
     loop {
         let n = sock.recv(&mut buf, true)?;
-        let datagram = buf.get(..n).unwrap_or(&[]);
+        if let Some(objects) = replies.datagram(buf.get(..n).unwrap_or(&[]))? {
+            return Ok(objects);
+        }
+    }
+}
+
+/// The receiving side of one dump: takes its datagrams in order, parses each object message
+/// as it comes, and ends at `NLMSG_DONE`.
+struct Replies<T, F> {
+    /// The request's sequence number, which every reply carries.
+    seq: u32,
+    /// Parses one object message, adding what it keeps to the list.
+    parse: F,
+    /// The message being parsed, copied into an aligned buffer that is reused.
+    scratch: Message,
+    /// What `parse` kept so far.
+    objects: Vec<T>,
+    /// A reply was flagged `NLM_F_DUMP_INTR`.
+    interrupted: bool,
+    /// Why `parse` failed on a message, for the first such message.
+    unparsable: Option<String>,
+}
+
+impl<T, F: FnMut(&Message, &mut Vec<T>) -> Result<(), String>> Replies<T, F> {
+    fn new(seq: u32, parse: F) -> Self {
+        Replies {
+            seq,
+            parse,
+            scratch: Message::empty(),
+            objects: Vec::new(),
+            interrupted: false,
+            unparsable: None,
+        }
+    }
+
+    /// Takes one received datagram: `Some` with the kept objects when it ended a dump that
+    /// succeeded, `None` when more is to come.
+    fn datagram(&mut self, datagram: &[u8]) -> Result<Option<Vec<T>>, DumpError> {
+        let n = datagram.len();
         if n > 0 && messages(datagram).next().is_none() {
             return Err(DumpError::Malformed(format!(
                 "a {n}-byte datagram holds no netlink message"
             )));
         }
         for msg in messages(datagram) {
-            if msg.seq != seq {
+            if msg.seq != self.seq {
                 return Err(DumpError::Malformed(format!(
-                    "a reply with sequence number {} to request {seq}",
-                    msg.seq
+                    "a reply with sequence number {} to request {}",
+                    msg.seq, self.seq
                 )));
             }
-            if msg.flags & NLM_F_DUMP_INTR != 0 {
-                interrupted = true;
+            if msg.flags & NLM_F_DUMP_INTR != 0 && !self.interrupted {
+                // The dump will fail: what it gave is of no use.
+                self.interrupted = true;
+                self.objects = Vec::new();
             }
             match i32::from(msg.ty) {
                 libc::NLMSG_DONE => {
@@ -183,11 +250,13 @@ pub(super) fn dump(
                             text: None,
                         });
                     }
-                    return if interrupted {
-                        Err(DumpError::Interrupted)
-                    } else {
-                        Ok(out)
-                    };
+                    if self.interrupted {
+                        return Err(DumpError::Interrupted);
+                    }
+                    if let Some(problem) = self.unparsable.take() {
+                        return Err(DumpError::Unparsable(problem));
+                    }
+                    return Ok(Some(std::mem::take(&mut self.objects)));
                 }
                 libc::NLMSG_ERROR => {
                     let err = NlError::parse(&msg)
@@ -202,9 +271,17 @@ pub(super) fn dump(
                         "the kernel reported an overrun".into(),
                     ))
                 }
-                _ => out.push(Message::from_reply(&msg)),
+                _ if self.interrupted || self.unparsable.is_some() => {}
+                _ => {
+                    self.scratch.copy_reply(&msg);
+                    if let Err(problem) = (self.parse)(&self.scratch, &mut self.objects) {
+                        self.unparsable = Some(problem);
+                        self.objects = Vec::new();
+                    }
+                }
             }
         }
+        Ok(None)
     }
 }
 
@@ -262,11 +339,205 @@ mod tests {
             seq: 77,
             payload: &payload,
         };
-        let copy = Message::from_reply(&msg);
+        let mut copy = Message::empty();
+        copy.copy_reply(&msg);
         assert_eq!(copy.bytes().len(), 16 + payload.len());
         assert_eq!(copy.header() as usize % 4, 0);
         let back: Vec<_> = messages(copy.bytes()).collect();
         assert_eq!(back, vec![msg]);
+
+        // The buffer is reused: a shorter message leaves nothing of the longer one.
+        let short = NlMessage {
+            ty: 0xa06,
+            flags: 0,
+            seq: 78,
+            payload: &[7],
+        };
+        copy.copy_reply(&short);
+        assert_eq!(copy.bytes().len(), 17);
+        assert_eq!(copy.words.len(), 5);
+        assert_eq!(copy.bytes().get(16), Some(&7));
+        let back: Vec<_> = messages(copy.bytes()).collect();
+        assert_eq!(back, vec![short]);
+    }
+
+    /// `NFT_MSG_NEWRULE` as the kernel sends it.
+    const NEWRULE: u16 = NFT_SUBSYS | libc::NFT_MSG_NEWRULE as u16;
+    /// `NLM_F_MULTI`.
+    const MULTI: u16 = 0x2;
+    /// The sequence number of the test dumps.
+    const SEQ: u32 = 9;
+
+    /// One netlink message as it sits in a datagram, padded to 4 bytes.
+    fn wire(ty: u16, flags: u16, payload: &[u8]) -> Vec<u8> {
+        let len = NLMSG_HDRLEN + payload.len();
+        let mut out = Vec::new();
+        out.extend((len as u32).to_ne_bytes());
+        out.extend(ty.to_ne_bytes());
+        out.extend(flags.to_ne_bytes());
+        out.extend(SEQ.to_ne_bytes());
+        out.extend(1234u32.to_ne_bytes());
+        out.extend(payload);
+        out.resize(len.div_ceil(4) * 4, 0);
+        out
+    }
+
+    /// An object message whose payload is one byte (and two of padding that libnftnl would
+    /// not see, to make it unaligned in length).
+    fn object(byte: u8, flags: u16) -> Vec<u8> {
+        wire(NEWRULE, MULTI | flags, &[byte, 0xee, 0xee])
+    }
+
+    /// `NLMSG_DONE` with `status`.
+    fn done(status: i32, flags: u16) -> Vec<u8> {
+        wire(
+            libc::NLMSG_DONE as u16,
+            MULTI | flags,
+            &status.to_ne_bytes(),
+        )
+    }
+
+    /// A test parser: keeps the first payload byte of each message, fails on 0xff; counts its
+    /// calls.
+    fn parser(
+        calls: &std::cell::Cell<usize>,
+    ) -> impl FnMut(&Message, &mut Vec<u8>) -> Result<(), String> + '_ {
+        move |m, kept| {
+            calls.set(calls.get() + 1);
+            assert_eq!(m.header() as usize % 4, 0, "an aligned message");
+            let msg = messages(m.bytes()).next().ok_or("no message")?;
+            assert_eq!(msg.seq, SEQ);
+            assert_eq!(msg.ty, NEWRULE);
+            match msg.payload.first() {
+                Some(0xff) => Err("byte 0xff".into()),
+                Some(b) => {
+                    kept.push(*b);
+                    Ok(())
+                }
+                None => Err("empty".into()),
+            }
+        }
+    }
+
+    #[test]
+    fn objects_are_parsed_as_their_datagram_arrives() {
+        let calls = std::cell::Cell::new(0);
+        let mut replies = Replies::new(SEQ, parser(&calls));
+        let first = [object(1, 0), object(2, 0)].concat();
+        assert!(matches!(replies.datagram(&first), Ok(None)));
+        assert_eq!(calls.get(), 2);
+        assert_eq!(replies.objects, vec![1, 2]);
+        let last = [object(3, 0), done(0, 0), object(4, 0)].concat();
+        match replies.datagram(&last) {
+            Ok(Some(kept)) => assert_eq!(kept, vec![1, 2, 3], "nothing after NLMSG_DONE"),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(calls.get(), 3);
+    }
+
+    #[test]
+    fn an_interrupted_dump_drops_what_it_parsed() {
+        let calls = std::cell::Cell::new(0);
+        let mut replies = Replies::new(SEQ, parser(&calls));
+        assert!(matches!(replies.datagram(&object(1, 0)), Ok(None)));
+        assert_eq!(replies.objects, vec![1]);
+        let flagged = [object(2, NLM_F_DUMP_INTR), object(3, 0)].concat();
+        assert!(matches!(replies.datagram(&flagged), Ok(None)));
+        assert!(replies.objects.is_empty(), "dropped at the flag");
+        assert_eq!(calls.get(), 1, "nothing parsed from the flag on");
+        assert!(matches!(
+            replies.datagram(&done(0, 0)),
+            Err(DumpError::Interrupted)
+        ));
+
+        // The flag on NLMSG_DONE alone interrupts too.
+        let mut replies = Replies::new(SEQ, parser(&calls));
+        assert!(matches!(replies.datagram(&object(1, 0)), Ok(None)));
+        assert!(matches!(
+            replies.datagram(&done(0, NLM_F_DUMP_INTR)),
+            Err(DumpError::Interrupted)
+        ));
+    }
+
+    #[test]
+    fn a_parse_failure_is_reported_when_the_dump_ends() {
+        let calls = std::cell::Cell::new(0);
+        let mut replies = Replies::new(SEQ, parser(&calls));
+        let datagram = [object(1, 0), object(0xff, 0), object(2, 0)].concat();
+        assert!(matches!(replies.datagram(&datagram), Ok(None)));
+        assert_eq!(calls.get(), 2, "nothing parsed after the failure");
+        assert!(replies.objects.is_empty());
+        match replies.datagram(&done(0, 0)) {
+            Err(DumpError::Unparsable(problem)) => assert_eq!(problem, "byte 0xff"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_dump_s_own_failures_come_before_a_parse_failure() {
+        let calls = std::cell::Cell::new(0);
+        let failed_then = |rest: Vec<u8>| {
+            let mut replies = Replies::new(SEQ, parser(&calls));
+            assert!(matches!(replies.datagram(&object(0xff, 0)), Ok(None)));
+            replies.datagram(&rest)
+        };
+        assert!(matches!(
+            failed_then([object(1, NLM_F_DUMP_INTR), done(0, 0)].concat()),
+            Err(DumpError::Interrupted)
+        ));
+        assert!(matches!(
+            failed_then(done(-libc::EPERM, 0)),
+            Err(DumpError::Refused {
+                errno: libc::EPERM,
+                text: None
+            })
+        ));
+        let mut error = Vec::new();
+        error.extend((-libc::ENOENT).to_ne_bytes());
+        error.extend(wire(NEWRULE, 0, &[]));
+        assert!(matches!(
+            failed_then(wire(libc::NLMSG_ERROR as u16, 0, &error)),
+            Err(DumpError::Refused {
+                errno: libc::ENOENT,
+                ..
+            })
+        ));
+        assert!(matches!(
+            failed_then(wire(libc::NLMSG_OVERRUN as u16, 0, &[])),
+            Err(DumpError::Malformed(_))
+        ));
+    }
+
+    #[test]
+    fn replies_must_be_netlink_messages_of_the_request() {
+        let calls = std::cell::Cell::new(0);
+        let mut replies = Replies::new(SEQ, parser(&calls));
+        assert!(matches!(
+            replies.datagram(&[1, 2, 3]),
+            Err(DumpError::Malformed(_))
+        ));
+        let mut other = object(1, 0);
+        other[8..12].copy_from_slice(&(SEQ + 1).to_ne_bytes());
+        let mut replies = Replies::new(SEQ, parser(&calls));
+        assert!(matches!(
+            replies.datagram(&other),
+            Err(DumpError::Malformed(_))
+        ));
+        assert_eq!(calls.get(), 0);
+        // An acknowledgement and a no-op are skipped; an empty datagram waits for more.
+        let mut ack = Vec::new();
+        ack.extend(0i32.to_ne_bytes());
+        ack.extend(wire(NEWRULE, 0, &[]));
+        let mut replies = Replies::new(SEQ, parser(&calls));
+        let datagram = [
+            wire(libc::NLMSG_ERROR as u16, 0, &ack),
+            wire(libc::NLMSG_NOOP as u16, 0, &[]),
+        ]
+        .concat();
+        assert!(matches!(replies.datagram(&datagram), Ok(None)));
+        assert!(matches!(replies.datagram(&[]), Ok(None)));
+        assert!(matches!(replies.datagram(&done(0, 0)), Ok(Some(v)) if v.is_empty()));
+        assert_eq!(calls.get(), 0);
     }
 
     #[test]

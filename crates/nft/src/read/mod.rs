@@ -17,7 +17,7 @@ mod objects;
 use crate::error::ReadError;
 use crate::socket::NetlinkSocket;
 use dump::{DumpError, Message};
-use objects::{InTable, RawChain, RawRule, RawSet, RawTable, Request};
+use objects::{InTable, RawChain, RawElem, RawRule, RawSet, RawTable, Request};
 use ruleset::{Family, Ruleset, Table, TableId};
 use std::ffi::CStr;
 use std::io;
@@ -106,15 +106,18 @@ impl Session {
         })
     }
 
-    /// Runs one dump of `request` in the tables named `table` of `family`. `what` describes it
-    /// for errors ("dumping the chains of ip kube-nftproxy").
-    fn dump(
+    /// Runs one dump of `request` in the tables named `table` of `family`, `parse` taking each
+    /// message as it arrives (see [`dump::dump`]), and returns what it kept. `what` describes
+    /// the dump for errors ("dumping the chains of ip kube-nftproxy"). A dump that must be
+    /// read again returns nothing of what `parse` kept.
+    fn dump<T>(
         &mut self,
         request: Request<'_>,
         family: u16,
         table: &CStr,
         what: &str,
-    ) -> Result<Vec<Message>, Failure> {
+        parse: impl FnMut(&Message, &mut Vec<T>) -> Result<(), String>,
+    ) -> Result<Vec<T>, Failure> {
         let seq = self.next_seq();
         let request = objects::request(request, family, table, seq).map_err(|problem| {
             ReadError::Malformed {
@@ -122,8 +125,12 @@ impl Session {
                 problem,
             }
         })?;
-        match dump::dump(&self.sock, &request, seq) {
-            Ok(messages) => Ok(messages),
+        match dump::dump(&self.sock, &request, seq, parse) {
+            Ok(objects) => Ok(objects),
+            Err(DumpError::Unparsable(problem)) => Err(Failure::Fatal(ReadError::Malformed {
+                object: what.to_owned(),
+                problem,
+            })),
             Err(DumpError::Interrupted) => Err(Failure::Retry(format!("{what}: interrupted"))),
             // The table or set went away between two dumps: a concurrent change.
             Err(DumpError::Refused { errno, .. }) if errno == libc::ENOENT => {
@@ -203,26 +210,25 @@ struct RawObjects {
     rules: Vec<RawRule>,
 }
 
-/// Keeps the objects of the table `table` of `family` (the kernel does not filter every dump),
-/// failing on a message libnftnl cannot parse.
-fn in_table<T>(
-    messages: &[Message],
+/// A parser for [`Session::dump`] that keeps the objects of the table `table` of `family` (the
+/// kernel does not filter every dump), failing on a message libnftnl cannot parse.
+fn in_table<'a, T: 'a>(
     parse: fn(&Message) -> Result<InTable<T>, String>,
     family: u16,
-    table: &str,
-    what: &str,
-) -> Result<Vec<T>, ReadError> {
-    let mut out = Vec::new();
-    for m in messages {
-        let parsed = parse(m).map_err(|problem| ReadError::Malformed {
-            object: what.to_owned(),
-            problem,
-        })?;
-        if parsed.family == u32::from(family) && parsed.table == table {
-            out.push(parsed.object);
+    table: &'a str,
+) -> impl FnMut(&Message, &mut Vec<T>) -> Result<(), String> + 'a {
+    move |message, objects| {
+        let parsed = parse(message)?;
+        if ours(&parsed, family, table) {
+            objects.push(parsed.object);
         }
+        Ok(())
     }
-    Ok(out)
+}
+
+/// Whether `parsed` belongs to the table `table` of `family`.
+fn ours<T>(parsed: &InTable<T>, family: u16, table: &str) -> bool {
+    parsed.family == u32::from(family) && parsed.table == table
 }
 
 /// The raw objects of the table `table` of `family`, if it exists.
@@ -237,21 +243,24 @@ fn read_family(
     let id = format!("{} {table}", family.keyword());
 
     let what = format!("dumping the tables of {}", family.keyword());
-    let messages = session.dump(Request::Tables, nf, name, &what)?;
-    let Some(raw_table) = in_table(&messages, objects::parse_table, nf, table, &what)?
-        .into_iter()
-        .next()
-    else {
+    let tables = session.dump(
+        Request::Tables,
+        nf,
+        name,
+        &what,
+        in_table(objects::parse_table, nf, table),
+    )?;
+    let Some(raw_table) = tables.into_iter().next() else {
         return Ok(None);
     };
 
     let what = format!("dumping the chains of {id}");
-    let messages = session.dump(Request::Chains, nf, name, &what)?;
-    let chains = in_table(&messages, objects::parse_chain, nf, table, &what)?;
+    let parse = in_table(objects::parse_chain, nf, table);
+    let chains = session.dump(Request::Chains, nf, name, &what, parse)?;
 
     let what = format!("dumping the sets of {id}");
-    let messages = session.dump(Request::Sets, nf, name, &what)?;
-    let raw_sets: Vec<RawSet> = in_table(&messages, objects::parse_set, nf, table, &what)?;
+    let parse = in_table(objects::parse_set, nf, table);
+    let raw_sets: Vec<RawSet> = session.dump(Request::Sets, nf, name, &what, parse)?;
     let mut sets = assemble::Sets::default();
     for mut set in raw_sets {
         if assemble::wants_elements(&set) {
@@ -261,8 +270,8 @@ fn read_family(
     }
 
     let what = format!("dumping the rules of {id}");
-    let messages = session.dump(Request::Rules, nf, name, &what)?;
-    let rules: Vec<RawRule> = in_table(&messages, objects::parse_rule, nf, table, &what)?;
+    let parse = in_table(objects::parse_rule, nf, table);
+    let rules: Vec<RawRule> = session.dump(Request::Rules, nf, name, &what, parse)?;
     let mut handles: Vec<u64> = rules.iter().map(|r| r.handle).collect();
     handles.sort_unstable();
     if let Some(twice) = handles.windows(2).find(|w| w[0] == w[1]) {
@@ -297,14 +306,36 @@ fn read_elements(
         object: object.clone(),
         problem,
     })?;
-    let messages = session.dump(Request::Elements(&set_name), nf, name, &what)?;
-    for (set_of, elements) in in_table(&messages, objects::parse_elements, nf, table, &what)? {
-        if set_of != set.name {
-            return Err(Failure::Fatal(ReadError::Malformed {
-                object,
-                problem: format!("the element dump returned elements of set {set_of}"),
-            }));
-        }
+    // The first other set the dump returned elements of (an error once the dump succeeded).
+    let mut stranger = None;
+    let elements = session.dump(
+        Request::Elements(&set_name),
+        nf,
+        name,
+        &what,
+        |message, elements: &mut Vec<RawElem>| {
+            let parsed = objects::parse_elements(message)?;
+            if ours(&parsed, nf, table) {
+                let (set_of, some) = parsed.object;
+                if set_of == set.name {
+                    elements.extend(some);
+                } else if stranger.is_none() {
+                    stranger = Some(set_of);
+                }
+            }
+            Ok(())
+        },
+    )?;
+    if let Some(set_of) = stranger {
+        return Err(Failure::Fatal(ReadError::Malformed {
+            object,
+            problem: format!("the element dump returned elements of set {set_of}"),
+        }));
+    }
+    if set.elements.is_empty() {
+        // Not `extend`, which would copy them.
+        set.elements = elements;
+    } else {
         set.elements.extend(elements);
     }
     let mut keys: Vec<(&[u8], u32)> = set

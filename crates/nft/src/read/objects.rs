@@ -571,6 +571,11 @@ pub(super) fn parse_rule(msg: &Message) -> Result<InTable<RawRule>, String> {
     }
     // SAFETY: `iter` came from nftnl_expr_iter_create and is destroyed once.
     unsafe { sys::nftnl_expr_iter_destroy(iter) };
+    if let Ok(list) = exprs.as_mut() {
+        // The pushes leave room to spare (most of our rules have 7 expressions, in room for
+        // 8), and raw rules are kept until the whole table is assembled: 10 000s of them.
+        list.shrink_to_fit();
+    }
     Ok(InTable {
         family,
         table: table.ok_or("a rule message without a table")?,
