@@ -56,6 +56,11 @@ pub enum Change {
     ReplaceServices(Vec<Service>),
     /// A complete list of the EndpointSlices.
     ReplaceSlices(Vec<EndpointSlice>),
+    /// The whole cluster state at once (a manifest source's reload): the view is replaced by
+    /// this one, Services, slices and Node together. Only the Services whose stored objects
+    /// differ between the two views are marked ([`ClusterView::diff`]); every Service if the
+    /// Node differs, as [`Change::SetNode`] does.
+    ReplaceView(Box<ClusterView>),
     /// The source of this kind has delivered its first complete list.
     Synced(SourceKind),
 }
@@ -86,6 +91,9 @@ struct Inner {
     view: ClusterView,
     pending: Pending,
     synced: BTreeSet<SourceKind>,
+    /// Views replaced by [`Change::ReplaceView`], dropped once the lock is released (freeing
+    /// a large view takes a while; the sync loop need not wait for it).
+    retired: Vec<ClusterView>,
 }
 
 /// The shared cluster state.
@@ -137,13 +145,15 @@ impl Shared {
         for change in changes {
             wake |= inner.apply(change);
         }
+        if wake && inner.pending.since.is_none() {
+            inner.pending.since = Some(Instant::now());
+        }
+        let retired = std::mem::take(&mut inner.retired);
+        drop(inner);
         if wake {
-            if inner.pending.since.is_none() {
-                inner.pending.since = Some(Instant::now());
-            }
-            drop(inner);
             self.changed.notify_one();
         }
+        drop(retired);
     }
 
     /// Resolves when [`Shared::apply`] recorded something (or already had, unclaimed).
@@ -260,6 +270,16 @@ impl Inner {
                     self.pending.services.extend(touched);
                 }
             }
+            Change::ReplaceView(view) => {
+                let diff = self.view.diff(&view);
+                let old = std::mem::replace(&mut self.view, *view);
+                self.retired.push(old);
+                self.pending.all |= diff.node;
+                // The unjoinable slices concern no Service, but a sync reports them.
+                let changed = !diff.is_empty();
+                self.pending.services.extend(diff.services);
+                return changed;
+            }
             Change::Synced(kind) => {
                 let first = self.synced.insert(kind);
                 // The first complete state is worth a sync even if it is empty.
@@ -267,5 +287,224 @@ impl Inner {
             }
         }
         true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures::FutureExt;
+    use model::fixtures::{ep, node, node_config, service, slice, NODE};
+    use model::{node_view, update_node_view};
+
+    /// The objects of one version of the manifests.
+    struct Objects {
+        services: Vec<Service>,
+        slices: Vec<EndpointSlice>,
+        node: Option<Node>,
+    }
+
+    /// The lists a source delivered before [`Change::ReplaceView`] existed.
+    fn as_lists(objects: &Objects) -> Vec<Change> {
+        vec![
+            Change::ReplaceServices(objects.services.clone()),
+            Change::ReplaceSlices(objects.slices.clone()),
+            Change::SetNode(objects.node.clone().map(Box::new)),
+            Change::Synced(SourceKind::Services),
+            Change::Synced(SourceKind::EndpointSlices),
+            Change::Synced(SourceKind::Node),
+        ]
+    }
+
+    /// The same objects as one fresh view.
+    fn as_view(objects: &Objects) -> Vec<Change> {
+        let view = ClusterView::from_objects(
+            objects.services.clone(),
+            objects.slices.clone(),
+            objects.node.clone(),
+            NODE,
+        );
+        vec![
+            Change::ReplaceView(Box::new(view)),
+            Change::Synced(SourceKind::Services),
+            Change::Synced(SourceKind::EndpointSlices),
+            Change::Synced(SourceKind::Node),
+        ]
+    }
+
+    fn http_slice(name: &str, service: &str, ip: &str) -> EndpointSlice {
+        slice("shop", name, service, "IPv4")
+            .port("http", "TCP", 8080)
+            .endpoint(ep(ip, NODE))
+            .build()
+    }
+
+    fn http_service(name: &str, ip: &str) -> Service {
+        service("shop", name, ip).port("http", "TCP", 80).build()
+    }
+
+    /// Services web, api, db and cache; slices of web, api and db, plus one that joins no
+    /// Service; this Node.
+    fn first() -> Objects {
+        Objects {
+            services: vec![
+                http_service("web", "10.96.0.10"),
+                http_service("api", "10.96.0.20"),
+                http_service("db", "10.96.0.30"),
+                http_service("cache", "10.96.0.40"),
+            ],
+            slices: vec![
+                http_slice("web-1", "web", "10.1.0.1"),
+                http_slice("api-1", "api", "10.1.0.2"),
+                http_slice("db-1", "db", "10.1.0.3"),
+                slice("shop", "stray", "x", "IPv4").without_labels().build(),
+            ],
+            node: Some(node(NODE, &["192.168.0.2"], None)),
+        }
+    }
+
+    /// `first` with web's Service changed (another port), db deleted (with its slice), and
+    /// slice api-1 moved to cache.
+    fn second() -> Objects {
+        let mut objects = first();
+        objects.services[0] = service("shop", "web", "10.96.0.10")
+            .port("http", "TCP", 8081)
+            .build();
+        objects.services.remove(2);
+        objects.slices[1] = http_slice("api-1", "cache", "10.1.0.2");
+        objects.slices.remove(2);
+        objects
+    }
+
+    fn keys(names: &[&str]) -> BTreeSet<ServiceRef> {
+        names.iter().map(|n| ServiceRef::new("shop", n)).collect()
+    }
+
+    /// Whether the sync loop was woken (consumes the wake-up).
+    fn woken(shared: &Shared) -> bool {
+        shared.changed().now_or_never().is_some()
+    }
+
+    /// Both views hold the same objects, and give this node the same services.
+    fn assert_same_view(a: &Shared, b: &Shared) {
+        let (a, b) = (a.with_view(Clone::clone), b.with_view(Clone::clone));
+        assert_eq!(a.service_keys(), b.service_keys());
+        assert_eq!(a.slice_keys(), b.slice_keys());
+        assert_eq!(a.node(), b.node());
+        assert!(a.diff(&b).is_empty(), "{:?}", a.diff(&b));
+        let config = node_config();
+        assert_eq!(node_view(&a, &config), node_view(&b, &config));
+    }
+
+    /// The old lists (`lists`) and the new view (`views`) after a first load of `first()`.
+    fn loaded() -> (Shared, Shared) {
+        let (lists, views) = (Shared::new(), Shared::new());
+        lists.apply(as_lists(&first()));
+        views.apply(as_view(&first()));
+        (lists, views)
+    }
+
+    #[test]
+    fn a_first_view_is_what_the_first_lists_were() {
+        let (lists, views) = loaded();
+        assert!(views.initialized());
+        assert!(woken(&views));
+        assert_same_view(&lists, &views);
+        let (old, new) = (lists.take_pending(), views.take_pending());
+        assert_eq!(new.services, old.services);
+        assert_eq!(new.services, keys(&["api", "cache", "db", "web"]));
+        assert!(new.all && old.all, "the Node arrived");
+        assert!(new.since.is_some());
+    }
+
+    #[test]
+    fn a_reloaded_view_marks_only_what_changed() {
+        let (lists, views) = loaded();
+        let before = views.with_view(Clone::clone);
+        lists.take_pending();
+        views.take_pending();
+        woken(&views);
+
+        lists.apply(as_lists(&second()));
+        views.apply(as_view(&second()));
+        assert!(woken(&views));
+        assert_same_view(&lists, &views);
+        let (old, new) = (lists.take_pending(), views.take_pending());
+        // web changed, db is gone, api lost its slice and cache gained it.
+        assert_eq!(new.services, keys(&["api", "cache", "db", "web"]));
+        assert!(new.services.is_subset(&old.services));
+        assert!(!new.all && !old.all, "the same Node");
+
+        // What matters: a partial update of these Services gives what a full computation does.
+        let config = node_config();
+        let after = views.with_view(Clone::clone);
+        let mut services = node_view(&before, &config);
+        update_node_view(&after, &config, &mut services, &new.services).expect("no conflicts");
+        assert_eq!(services, node_view(&after, &config));
+
+        // One Service changes alone: only it is marked, where the lists marked every Service.
+        let mut third = second();
+        third.services[1] = service("shop", "api", "10.96.0.21")
+            .port("http", "TCP", 80)
+            .build();
+        lists.apply(as_lists(&third));
+        views.apply(as_view(&third));
+        assert_same_view(&lists, &views);
+        let (old, new) = (lists.take_pending(), views.take_pending());
+        assert_eq!(new.services, keys(&["api"]));
+        assert_eq!(old.services, keys(&["api", "cache", "web"]));
+    }
+
+    #[test]
+    fn an_identical_view_marks_nothing_and_wakes_nobody() {
+        let (lists, views) = loaded();
+        lists.take_pending();
+        views.take_pending();
+        woken(&views);
+
+        lists.apply(as_lists(&first()));
+        views.apply(as_view(&first()));
+        assert_same_view(&lists, &views);
+        assert!(!woken(&views));
+        let new = views.take_pending();
+        assert!(new.is_empty(), "{new:?}");
+        assert_eq!(new.since, None);
+        // The lists marked every Service they held (and every slice's owner).
+        assert_eq!(
+            lists.take_pending().services,
+            keys(&["api", "cache", "db", "web"])
+        );
+    }
+
+    #[test]
+    fn a_new_node_or_a_new_stray_slice_is_work_too() {
+        let (_, views) = loaded();
+        views.take_pending();
+        woken(&views);
+
+        let mut moved = first();
+        moved.node = Some(node(NODE, &["192.168.0.2"], Some("z1")));
+        views.apply(as_view(&moved));
+        assert!(woken(&views));
+        let pending = views.take_pending();
+        assert!(pending.all && pending.services.is_empty(), "{pending:?}");
+
+        // A slice that joins no Service concerns no Service, but its problem is reported at
+        // the next sync.
+        moved.slices.push(
+            slice("shop", "stray-2", "x", "IPv4")
+                .without_labels()
+                .build(),
+        );
+        views.apply(as_view(&moved));
+        assert!(woken(&views));
+        assert!(views.pending_since().is_some());
+        assert!(views.take_pending().is_empty());
+
+        // No Node in the manifests: cleared, as SetNode(None) does.
+        moved.node = None;
+        views.apply(as_view(&moved));
+        assert!(views.with_view(|v| v.node().is_none()));
+        assert!(views.take_pending().all);
     }
 }

@@ -36,5 +36,5 @@ pub use policy::{
 };
 pub use view::{
     node_view, update_node_view, ClusterView, FamilyServices, HealthCheck, NeedsFull, NodeServices,
-    ServicePortView,
+    ServicePortView, ViewDiff,
 };

@@ -165,6 +165,94 @@ impl ClusterView {
     pub fn service_count(&self) -> usize {
         self.services.len()
     }
+
+    /// The number of EndpointSlices in the view, joined to a Service or not (ignored ones, such
+    /// as those of headless Services, are not kept and not counted).
+    pub fn slice_count(&self) -> usize {
+        self.slice_owner.len() + self.unjoinable.len()
+    }
+
+    /// How `new` differs from this view, as the proxy sees it: the Services whose stored
+    /// Service object or stored EndpointSlices differ (added, removed or changed; both owners
+    /// of a slice that moved), whether this node's Node differs, and whether the slices that
+    /// join no Service differ.
+    ///
+    /// One ordered walk over both views (linear in their sizes), comparing the stored objects
+    /// in place: nothing is copied but the keys of what differs.
+    pub fn diff(&self, new: &ClusterView) -> ViewDiff {
+        let mut services = BTreeSet::new();
+        differing_keys(&self.services, &new.services, &mut services);
+        differing_keys(&self.slices, &new.slices, &mut services);
+        ViewDiff {
+            services,
+            node: self.node != new.node,
+            unjoinable: self.unjoinable != new.unjoinable,
+        }
+    }
+}
+
+/// How one [`ClusterView`] differs from another ([`ClusterView::diff`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ViewDiff {
+    /// The Services whose Service object or EndpointSlices differ: everything a partial
+    /// update ([`update_node_view`]) has to recompute, nothing more.
+    pub services: BTreeSet<ServiceRef>,
+    /// This node's Node object differs (it concerns every Service).
+    pub node: bool,
+    /// The slices that cannot be joined to a Service differ: no Service changes, but the
+    /// problems to report do.
+    pub unjoinable: bool,
+}
+
+impl ViewDiff {
+    /// The views hold the same objects.
+    pub fn is_empty(&self) -> bool {
+        self.services.is_empty() && !self.node && !self.unjoinable
+    }
+}
+
+/// Adds to `out` every key whose value differs between `old` and `new`, or that only one of
+/// them has: a merge of the two ordered maps.
+fn differing_keys<K: Ord + Clone, V: PartialEq>(
+    old: &BTreeMap<K, V>,
+    new: &BTreeMap<K, V>,
+    out: &mut BTreeSet<K>,
+) {
+    use std::cmp::Ordering;
+    let mut old = old.iter().peekable();
+    let mut new = new.iter().peekable();
+    loop {
+        match (old.peek().copied(), new.peek().copied()) {
+            (None, None) => return,
+            (Some((key, _)), None) => {
+                out.insert(key.clone());
+                old.next();
+            }
+            (None, Some((key, _))) => {
+                out.insert(key.clone());
+                new.next();
+            }
+            (Some((old_key, old_value)), Some((new_key, new_value))) => {
+                match old_key.cmp(new_key) {
+                    Ordering::Less => {
+                        out.insert(old_key.clone());
+                        old.next();
+                    }
+                    Ordering::Greater => {
+                        out.insert(new_key.clone());
+                        new.next();
+                    }
+                    Ordering::Equal => {
+                        if old_value != new_value {
+                            out.insert(old_key.clone());
+                        }
+                        old.next();
+                        new.next();
+                    }
+                }
+            }
+        }
+    }
 }
 
 /// What this node does for one service-port in one family.

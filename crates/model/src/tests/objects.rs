@@ -3,6 +3,7 @@
 
 use super::*;
 use crate::fixtures::{ep, node, node_config, service, slice, NODE};
+use crate::ViewDiff;
 use ipnet::IpNet;
 use std::net::IpAddr;
 
@@ -423,4 +424,73 @@ fn incremental_updates_give_the_same_view_as_a_fresh_one() {
     view.set_node(Some(node(NODE, &["192.168.0.2"], None)));
     assert_eq!(view.service_count(), 2);
     assert_eq!(node_view(&view, &node_config()), fresh);
+}
+
+#[test]
+fn diff_names_exactly_the_services_whose_objects_differ() {
+    let api = || service("shop", "api", "10.96.0.20").port("http", "TCP", 80);
+    let db = || service("shop", "db", "10.96.0.30").port("sql", "TCP", 5432);
+    let api_slice = |ip: &str| {
+        slice("shop", "api-abc", "api", "IPv4")
+            .port("http", "TCP", 8080)
+            .endpoint(ep(ip, NODE))
+    };
+    let this_node = |zone| node(NODE, &["192.168.0.2"], zone);
+    let before = ClusterView::from_objects(
+        [web().build(), api().build(), db().build()],
+        [web_slice().build(), api_slice("10.1.0.2").build()],
+        [this_node(None)],
+        NODE,
+    );
+    let same = ClusterView::from_objects(
+        [db().build(), api().build(), web().build()],
+        [api_slice("10.1.0.2").build(), web_slice().build()],
+        [this_node(None)],
+        NODE,
+    );
+    assert_eq!(before.diff(&same), ViewDiff::default());
+    assert!(before.diff(&same).is_empty());
+    assert!(before.diff(&before.clone()).is_empty());
+
+    // web's Service changed, db is gone, api's slice has a new endpoint, a new Service "new"
+    // has a slice but no Service object yet, and a slice joins nothing.
+    let after = ClusterView::from_objects(
+        [web().port("https", "TCP", 443).build(), api().build()],
+        [
+            web_slice().build(),
+            api_slice("10.1.0.3").build(),
+            slice("shop", "new-1", "new", "IPv4").build(),
+            slice("shop", "lost", "x", "IPv4").without_labels().build(),
+        ],
+        [this_node(None)],
+        NODE,
+    );
+    let diff = before.diff(&after);
+    let names: Vec<String> = diff.services.iter().map(ToString::to_string).collect();
+    assert_eq!(names, ["shop/api", "shop/db", "shop/new", "shop/web"]);
+    assert!(!diff.node);
+    assert!(diff.unjoinable);
+    assert_eq!(after.slice_count(), 4);
+    // The other way round, the same Services.
+    assert_eq!(after.diff(&before).services, diff.services);
+
+    // A slice that moved to another Service concerns both; a Node with another zone concerns
+    // every Service, which the diff says once.
+    let moved = ClusterView::from_objects(
+        [web().build(), api().build(), db().build()],
+        [
+            slice("shop", "web-abc", "db", "IPv4")
+                .port("http", "TCP", 8080)
+                .endpoint(ep("10.1.0.1", NODE))
+                .build(),
+            api_slice("10.1.0.2").build(),
+        ],
+        [this_node(Some("z1"))],
+        NODE,
+    );
+    let diff = before.diff(&moved);
+    let names: Vec<String> = diff.services.iter().map(ToString::to_string).collect();
+    assert_eq!(names, ["shop/db", "shop/web"]);
+    assert!(diff.node);
+    assert!(!diff.unjoinable);
 }
