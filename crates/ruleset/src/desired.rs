@@ -109,8 +109,7 @@ pub fn desired_table(fam: &FamilyServices, options: &Options) -> Table {
     for view in fam.ports.values() {
         b.service_port(view, fam);
     }
-    b.table.pack();
-    b.table
+    b.finish()
 }
 
 /// The desired table of one family, and how many service-ports contribute each element (the
@@ -125,8 +124,8 @@ pub(crate) fn desired_table_counted(
     for view in fam.ports.values() {
         b.service_port(view, fam);
     }
-    b.table.pack();
-    (b.table, b.counts.unwrap_or_default())
+    let counts = b.counts.take().unwrap_or_default();
+    (b.finish(), counts)
 }
 
 /// What one service-port adds to its family's table: its chains, its sets (session affinity),
@@ -162,6 +161,10 @@ struct Builder {
     counts: Option<BTreeMap<(String, ElemKey), u32>>,
     /// Recording elements instead of adding them (see [`port_fragment`]).
     record: Option<Vec<(String, ElemKey, ElemValue)>>,
+    /// The elements of each set, in the order they were added, until [`Builder::finish`] builds
+    /// the sets' trees from them: a vector is dense, a B-tree filled in key order is half
+    /// empty (about twice the memory, at the peak of a full computation).
+    elements: BTreeMap<String, Vec<(ElemKey, ElemValue)>>,
 }
 
 fn goto(chain: &str) -> Expr {
@@ -183,7 +186,33 @@ impl Builder {
             },
             counts: None,
             record: None,
+            elements: BTreeMap::new(),
         }
+    }
+
+    /// The table, each set with its elements (the first added of each key, as a map's
+    /// `entry().or_insert` would keep).
+    fn finish(mut self) -> Table {
+        for (name, mut elements) in std::mem::take(&mut self.elements) {
+            let Some(set) = self.table.sets.get_mut(&name) else {
+                continue;
+            };
+            // Stable: equal keys keep the order they were added in; `dedup_by` keeps the first.
+            elements.sort_by(|a, b| a.0.cmp(&b.0));
+            elements.dedup_by(|later, first| later.0 == first.0);
+            let mut all = std::mem::take(set.elements_mut());
+            if all.is_empty() {
+                set.elements = Arc::new(elements.into_iter().collect());
+            } else {
+                // Elements already in the set (none today) win, as with `or_insert`.
+                for (key, value) in elements {
+                    all.entry(key).or_insert(value);
+                }
+                set.elements = Arc::new(all);
+                set.pack();
+            }
+        }
+        self.table
     }
 
     fn set(&mut self, name: &str, key: Vec<KeyType>, verdict_map: bool, comment: &str) {
@@ -236,11 +265,16 @@ impl Builder {
             record.push((set.to_owned(), key, value));
             return;
         }
-        if let Some(s) = self.table.sets.get_mut(set) {
+        if self.table.sets.contains_key(set) {
             if let Some(counts) = self.counts.as_mut().filter(|_| !is_endpoint_map(set)) {
                 *counts.entry((set.to_owned(), key.clone())).or_default() += 1;
             }
-            s.elements_mut().entry(key).or_insert(value);
+            match self.elements.get_mut(set) {
+                Some(elements) => elements.push((key, value)),
+                None => {
+                    self.elements.insert(set.to_owned(), vec![(key, value)]);
+                }
+            }
         }
     }
 
