@@ -9,7 +9,7 @@ use crate::error::{ModelError, Problem};
 use crate::objects::{IpFamily, ObjectKind, ServiceRef};
 use crate::service::parse_service;
 use crate::NodeConfig;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::net::IpAddr;
 
 /// Why an incremental update was not possible; recompute with `node_view`.
@@ -68,7 +68,7 @@ pub fn update_node_view(
         .and_then(|n| n.metadata.labels.as_ref())
         .and_then(|l| l.get(ZONE_LABEL))
         .map(String::as_str);
-    let no_slices = BTreeMap::new();
+    let no_slices = super::ServiceSlices::default();
     let mut added = Vec::new();
     for key in dirty {
         let Some(svc) = view.services.get(key) else {
@@ -78,11 +78,7 @@ pub fn update_node_view(
             continue;
         };
         let slices = view.slices.get(&info.service).unwrap_or(&no_slices);
-        let endpoints = collect_endpoints(
-            slices.values().map(|s| &**s),
-            &config.node_name,
-            &mut services.errors,
-        );
+        let endpoints = collect_endpoints(slices.values(), &config.node_name, &mut services.errors);
         for (&family, &cluster_ip) in &info.cluster_ips {
             let fam = services.family_mut(family);
             add_service_ports(fam, &info, cluster_ip, &endpoints, &config.node_name, zone);
