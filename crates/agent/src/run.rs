@@ -196,6 +196,8 @@ pub fn run(args: &RunArgs) -> Result<()> {
         let services = compute(manifests, &config)?;
         let options = config.ruleset_options();
         let desired = ruleset::desired(&services, &options);
+        // Not needed any more: the sync holds the desired ruleset and what it plans.
+        drop(services);
         let report = sync_once(
             config.backend.backend().as_ref(),
             &options.table_name,
