@@ -20,6 +20,7 @@ mod objects;
 mod policy;
 mod select;
 mod service;
+mod stored_service;
 mod topology;
 mod view;
 

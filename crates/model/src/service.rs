@@ -4,8 +4,8 @@ use crate::error::{ModelError, Problem};
 use crate::ip::parse_ip_sloppy;
 use crate::objects::{IpFamily, ObjectKind, ObjectRef, Protocol, ServiceRef};
 use crate::policy::TrafficPolicy;
+use crate::stored_service::StoredService;
 use ipnet::IpNet;
-use k8s_openapi::api::core::v1::Service;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
@@ -58,7 +58,10 @@ pub(crate) fn namespace_of(namespace: &Option<String>) -> &str {
 
 /// Reads a Service. `None` when the proxy does not program it: headless, ExternalName, owned by
 /// another proxy (no error), or unusable (an error in `errors`).
-pub(crate) fn parse_service(svc: &Service, errors: &mut Vec<ModelError>) -> Option<ServiceInfo> {
+pub(crate) fn parse_service(
+    svc: &StoredService,
+    errors: &mut Vec<ModelError>,
+) -> Option<ServiceInfo> {
     let namespace = namespace_of(&svc.metadata.namespace);
     let name = svc.metadata.name.as_deref().unwrap_or("");
     let object = ObjectRef::new(ObjectKind::Service, namespace, name);
@@ -75,8 +78,7 @@ pub(crate) fn parse_service(svc: &Service, errors: &mut Vec<ModelError>) -> Opti
         });
         return None;
     }
-    let labels = svc.metadata.labels.as_ref();
-    if labels.is_some_and(|l| l.contains_key(SERVICE_PROXY_NAME_LABEL)) {
+    if svc.other_proxy {
         return None;
     }
     let Some(spec) = svc.spec.as_ref() else {
@@ -149,12 +151,7 @@ pub(crate) fn parse_service(svc: &Service, errors: &mut Vec<ModelError>) -> Opti
 
     let mut load_balancer_ips = Vec::new();
     if service_type == ServiceType::LoadBalancer {
-        let ingress = svc
-            .status
-            .as_ref()
-            .and_then(|s| s.load_balancer.as_ref())
-            .and_then(|lb| lb.ingress.as_deref())
-            .unwrap_or_default();
+        let ingress = svc.load_balancer_ingress.as_deref().unwrap_or_default();
         for (i, ing) in ingress.iter().enumerate() {
             // Only `ipMode: VIP` (or unset) is captured; with `Proxy` (or any mode we do not
             // know) the load balancer delivers to the node itself, not to the VIP.
@@ -298,7 +295,7 @@ fn parse_policy(
 /// Reads `spec.ports`, skipping (and reporting) each port that is invalid or collides with an
 /// earlier one.
 fn parse_ports(
-    svc: &Service,
+    svc: &StoredService,
     service_type: ServiceType,
     report: &mut impl FnMut(Problem),
 ) -> Vec<PortInfo> {

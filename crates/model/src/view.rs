@@ -12,6 +12,7 @@ use crate::objects::{IpFamily, ObjectKind, ObjectRef, ServicePortName, ServiceRe
 use crate::policy::TrafficPolicy;
 use crate::select::select_endpoints;
 use crate::service::{namespace_of, parse_service, ServiceInfo};
+use crate::stored_service::StoredService;
 use ipnet::IpNet;
 use k8s_openapi::api::core::v1::{Node, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
@@ -28,8 +29,9 @@ const ZONE_LABEL: &str = "topology.kubernetes.io/zone";
 /// manifest directory); cheap to update one object at a time.
 #[derive(Debug, Clone, Default)]
 pub struct ClusterView {
-    /// Boxed, so that a B-tree node's empty slots cost a pointer each, not a whole Service.
-    services: BTreeMap<ServiceRef, Box<Service>>,
+    /// What the model reads of each Service ([`StoredService`]), boxed, so that a B-tree
+    /// node's empty slots cost a pointer each.
+    services: BTreeMap<ServiceRef, Box<StoredService>>,
     /// What the model reads of the slices, by owning Service, then by slice name.
     slices: BTreeMap<ServiceRef, ServiceSlices>,
     /// Which Service each slice (namespace, name) is filed under.
@@ -73,7 +75,8 @@ impl ClusterView {
             namespace_of(&svc.metadata.namespace),
             svc.metadata.name.as_deref().unwrap_or(""),
         );
-        self.services.insert(key.clone(), Box::new(svc));
+        self.services
+            .insert(key.clone(), Box::new(StoredService::new(svc)));
         key
     }
 
