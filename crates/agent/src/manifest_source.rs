@@ -169,13 +169,7 @@ mod tests {
         changes(view)
     }
 
-    fn assert_same_view(a: &Shared, b: &Shared) {
-        let (a, b) = (a.with_view(Clone::clone), b.with_view(Clone::clone));
-        assert_eq!(a.service_keys(), b.service_keys());
-        assert_eq!(a.slice_keys(), b.slice_keys());
-        assert_eq!(a.node(), b.node());
-        assert!(a.diff(&b).is_empty(), "{:?}", a.diff(&b));
-    }
+    use crate::state::tests::assert_same_view;
 
     #[test]
     fn manifests_become_one_view_and_mark_every_kind_listed() {

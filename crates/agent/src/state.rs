@@ -291,7 +291,7 @@ impl Inner {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use futures::FutureExt;
     use model::fixtures::{ep, node, node_config, service, slice, NODE};
@@ -386,7 +386,7 @@ mod tests {
     }
 
     /// Both views hold the same objects, and give this node the same services.
-    fn assert_same_view(a: &Shared, b: &Shared) {
+    pub(crate) fn assert_same_view(a: &Shared, b: &Shared) {
         let (a, b) = (a.with_view(Clone::clone), b.with_view(Clone::clone));
         assert_eq!(a.service_keys(), b.service_keys());
         assert_eq!(a.slice_keys(), b.slice_keys());

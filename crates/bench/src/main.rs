@@ -524,15 +524,7 @@ impl Bench {
             let mut pairs = Vec::new();
             for r in 0..runs.memory {
                 let (first, second) = measure::agent_pair(&self.agent, &files)?;
-                say(&format!(
-                    "  agent run {}: peak RSS {:.1} MB, {:.0} ms: {}; restarted: {:.1} MB: {}",
-                    r + 1,
-                    mb(first.peak_rss_kib),
-                    first.wall_ms,
-                    first.summary,
-                    mb(second.peak_rss_kib),
-                    second.summary
-                ));
+                say_pair(&format!("agent run {}", r + 1), &first, &second);
                 pairs.push((first, second));
             }
             let mut daemons = Vec::new();
@@ -540,16 +532,11 @@ impl Bench {
                 let ns = ns::Ns::new()?;
                 let first = daemon::agent_daemon(&ns, &self.agent, &files)?;
                 let second = daemon::agent_daemon(&ns, &self.agent, &files)?;
-                say(&format!(
-                    "  daemon run {}: peak RSS {:.1} MB after its first sync ({:.0} ms): {}; \
-                     restarted: {:.1} MB: {}",
-                    r + 1,
-                    mb(first.peak_rss_kib),
-                    first.wall_ms,
-                    first.summary,
-                    mb(second.peak_rss_kib),
-                    second.summary
-                ));
+                say_pair(
+                    &format!("daemon run {} (until its first sync)", r + 1),
+                    &first,
+                    &second,
+                );
                 daemons.push((first, second));
             }
             let peaks = |runs: &[(AgentRun, AgentRun)], second: bool| {
@@ -576,6 +563,18 @@ impl Bench {
         let _ = std::fs::remove_dir_all(&dir);
         result
     }
+}
+
+/// Logs one run of the agent from empty tables and its restart on them.
+fn say_pair(what: &str, first: &AgentRun, second: &AgentRun) {
+    say(&format!(
+        "  {what}: peak RSS {:.1} MB, {:.0} ms: {}; restarted: {:.1} MB: {}",
+        mb(first.peak_rss_kib),
+        first.wall_ms,
+        first.summary,
+        mb(second.peak_rss_kib),
+        second.summary
+    ));
 }
 
 fn change(w: &Arc<Workload>, runs: Runs) -> Result<ChangeResults> {
