@@ -86,7 +86,24 @@ pub async fn run(path: PathBuf, node_name: String, shared: Arc<Shared>, poll: Du
     loop {
         let now = fingerprint(&path);
         if seen.as_ref() != Some(&now) {
-            match load(&path, &node_name) {
+            // Parsing takes about a second at 10 000 Services: not on a runtime worker.
+            let loaded = tokio::task::spawn_blocking({
+                let (path, node_name) = (path.clone(), node_name.clone());
+                move || load(&path, &node_name)
+            })
+            .await;
+            let loaded = match loaded {
+                Ok(loaded) => loaded,
+                Err(e) => {
+                    tracing::error!(
+                        "reading manifests (the previous objects stay): the task failed: {e}"
+                    );
+                    seen = Some(now);
+                    tokio::time::sleep(poll).await;
+                    continue;
+                }
+            };
+            match loaded {
                 Ok((view, problems)) => {
                     tracing::info!(
                         path = %path.display(),
