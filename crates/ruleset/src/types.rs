@@ -334,8 +334,9 @@ pub struct ElemValue {
     pub verdict: Option<Verdict>,
     /// The value, in data maps (`10.0.0.1 . 8080`); empty otherwise.
     pub data: Parts,
-    /// Who owns the element (`namespace/name:port`), shown by `nft list`. Shared: the elements
-    /// of one service-port hold one string.
+    /// Who owns the element (`namespace/name:port`), shown by `nft list`. Shared, not one
+    /// string per element: the endpoint-map elements of each of a service-port's chains share
+    /// one, its other elements another.
     pub comment: Option<Arc<str>>,
 }
 
