@@ -112,8 +112,10 @@ pub fn desired_table(fam: &FamilyServices, options: &Options) -> Table {
     b.finish()
 }
 
-/// The desired table of one family, and how many service-ports contribute each element (the
-/// table's fixed elements are not counted).
+/// The desired table of one family, and how many service-ports contribute each element that
+/// more than one contributes (two Services can share a hairpin element); an element of the
+/// table not counted there has one contributor, or is one of the table's fixed elements (which
+/// no service-port adds).
 pub(crate) fn desired_table_counted(
     fam: &FamilyServices,
     options: &Options,
@@ -124,8 +126,7 @@ pub(crate) fn desired_table_counted(
     for view in fam.ports.values() {
         b.service_port(view, fam);
     }
-    let counts = b.counts.take().unwrap_or_default();
-    (b.finish(), counts)
+    b.finish_counted()
 }
 
 /// What one service-port adds to its family's table: its chains, its sets (session affinity),
@@ -157,7 +158,8 @@ struct Builder {
     family: Family,
     mark: u32,
     table: Table,
-    /// Counting contributions to elements (see [`desired_table_counted`]).
+    /// Counting contributions to elements (see [`desired_table_counted`]): filled by
+    /// [`Builder::finish`], where equal keys sit side by side.
     counts: Option<BTreeMap<(String, ElemKey), u32>>,
     /// Recording elements instead of adding them (see [`port_fragment`]).
     record: Option<Vec<(String, ElemKey, ElemValue)>>,
@@ -192,13 +194,24 @@ impl Builder {
 
     /// The table, each set with its elements (the first added of each key, as a map's
     /// `entry().or_insert` would keep).
-    fn finish(mut self) -> Table {
+    fn finish(self) -> Table {
+        self.finish_counted().0
+    }
+
+    /// [`Builder::finish`], with the counts of elements added more than once when counting.
+    fn finish_counted(mut self) -> (Table, BTreeMap<(String, ElemKey), u32>) {
         for (name, mut elements) in std::mem::take(&mut self.elements) {
             let Some(set) = self.table.sets.get_mut(&name) else {
                 continue;
             };
             // Stable: equal keys keep the order they were added in; `dedup_by` keeps the first.
             elements.sort_by(|a, b| a.0.cmp(&b.0));
+            if let Some(counts) = self.counts.as_mut().filter(|_| !is_endpoint_map(&name)) {
+                for run in elements.chunk_by(|a, b| a.0 == b.0).filter(|r| r.len() > 1) {
+                    let n = u32::try_from(run.len()).unwrap_or(u32::MAX);
+                    counts.insert((name.clone(), run[0].0.clone()), n);
+                }
+            }
             elements.dedup_by(|later, first| later.0 == first.0);
             let mut all = std::mem::take(set.elements_mut());
             if all.is_empty() {
@@ -212,7 +225,7 @@ impl Builder {
                 set.pack();
             }
         }
-        self.table
+        (self.table, self.counts.unwrap_or_default())
     }
 
     fn set(&mut self, name: &str, key: Vec<KeyType>, verdict_map: bool, comment: &str) {
@@ -259,16 +272,13 @@ impl Builder {
         self.put(set, ElemKey::new(key), value);
     }
 
-    /// Adds (or records, or counts) one element of a set the table declares.
+    /// Adds (or records) one element of a set the table declares.
     fn put(&mut self, set: &str, key: ElemKey, value: ElemValue) {
         if let Some(record) = &mut self.record {
             record.push((set.to_owned(), key, value));
             return;
         }
         if self.table.sets.contains_key(set) {
-            if let Some(counts) = self.counts.as_mut().filter(|_| !is_endpoint_map(set)) {
-                *counts.entry((set.to_owned(), key.clone())).or_default() += 1;
-            }
             match self.elements.get_mut(set) {
                 Some(elements) => elements.push((key, value)),
                 None => {

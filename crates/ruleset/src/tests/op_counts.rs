@@ -517,3 +517,83 @@ fn etp_local_service_losing_its_only_local_endpoint_adds_drop_elements() {
     );
     assert_eq!(txn.services(), ["shop/lb"]);
 }
+
+/// Two Services that reach the same local pod share its hairpin element: the incremental state
+/// keeps it until neither Service needs it, and its transactions say so.
+#[test]
+fn a_hairpin_element_two_services_share_goes_only_with_the_last_of_them() {
+    use crate::DesiredState;
+    use model::ServiceRef;
+    use std::collections::BTreeSet;
+    let svc = |name: &str, ip: &str| service("default", name, ip).port("http", "TCP", 80);
+    let pod = |name: &str| {
+        slice("default", &format!("{name}-1"), name, "IPv4")
+            .port("http", "TCP", 8080)
+            .endpoint(local("10.1.9.1"))
+    };
+    let both = (
+        vec![svc("a", "10.96.0.1"), svc("b", "10.96.0.2")],
+        vec![pod("a"), pod("b")],
+    );
+    let only_b = (vec![svc("b", "10.96.0.2")], vec![pod("b")]);
+    let none: (Vec<Svc>, Vec<Slice>) = (Vec::new(), Vec::new());
+    let options = crate::Options::default();
+    let views = |out: &model::NodeServices, name: &str| -> Vec<model::ServicePortView> {
+        let s = ServiceRef::new("default", name);
+        out.ipv4.service_ports(&s).cloned().collect()
+    };
+    let hairpin = "hairpin-connections { 10.1.9.1 . 10.1.9.1 . tcp . 8080 }";
+    // From `from` to `to`, only `name` changing: the state equals the full desired ruleset, and
+    // the transaction's hairpin lines.
+    let step = |state: &mut DesiredState,
+                from: &(Vec<Svc>, Vec<Slice>),
+                to: &(Vec<Svc>, Vec<Slice>),
+                name: &str| {
+        let before = compute(&node_config(), &from.0, &from.1);
+        let after = compute(&node_config(), &to.0, &to.1);
+        let (old, new) = (views(&before, name), views(&after, name));
+        let txn = state.update(
+            &after,
+            &old.iter().collect::<Vec<_>>(),
+            &new.iter().collect::<Vec<_>>(),
+        );
+        let want = ruleset(&to.0, &to.1);
+        assert!(
+            *state.ruleset() == want,
+            "after {name} changed:\n{}\ninstead of\n{}",
+            crate::render(state.ruleset()),
+            crate::render(&want)
+        );
+        let hairpins: BTreeSet<String> = lines(&txn)
+            .into_iter()
+            .filter(|l| l.contains("hairpin-connections {"))
+            .collect();
+        hairpins
+    };
+    let mut state = DesiredState::new(&compute(&node_config(), &both.0, &both.1), &options);
+    assert!(
+        step(&mut state, &both, &only_b, "a").is_empty(),
+        "b still needs it"
+    );
+    let gone = step(&mut state, &only_b, &none, "b");
+    assert_eq!(gone.len(), 1, "{gone:?}");
+    assert!(gone
+        .iter()
+        .all(|l| l.starts_with("delete element") && l.ends_with(hairpin)));
+    // Built up one Service at a time, then taken down in the other order.
+    let added = step(&mut state, &none, &only_b, "b");
+    assert!(added
+        .iter()
+        .all(|l| l.starts_with("add element") && l.ends_with(hairpin)));
+    assert_eq!(added.len(), 1);
+    assert!(
+        step(&mut state, &only_b, &both, "a").is_empty(),
+        "already there"
+    );
+    let only_a = (vec![svc("a", "10.96.0.1")], vec![pod("a")]);
+    assert!(
+        step(&mut state, &both, &only_a, "b").is_empty(),
+        "a still needs it"
+    );
+    assert_eq!(step(&mut state, &only_a, &none, "a").len(), 1);
+}

@@ -711,6 +711,22 @@ proptest! {
         }
         prop_assert!(got == want, "the transaction gives\n{}\ninstead of\n{}\ntxn:\n{}", render(&got), render(&want), txn.render());
         prop_assert_eq!(txn.len(), plan(&desired(&before, &options), &want).len());
+
+        // And back: what the first update counted still holds (an element two service-ports
+        // share stays until both are gone).
+        let txn = state.update(&before, &views_of(&after, &dirty), &views_of(&before, &dirty));
+        let want = desired(&before, &options);
+        prop_assert!(
+            state.ruleset() == &want,
+            "incremental state after the way back\n{}\ninstead of\n{}",
+            render(state.ruleset()),
+            render(&want)
+        );
+        let mut got = desired(&after, &options);
+        if let Err(e) = got.apply(&txn) {
+            return Err(TestCaseError::fail(format!("the way back does not apply: {e}\n{}", txn.render())));
+        }
+        prop_assert!(got == want, "the way back gives\n{}\ninstead of\n{}", render(&got), render(&want));
     }
 }
 
