@@ -145,7 +145,34 @@ pub(super) fn table(
 ) -> Result<Table, ReadError> {
     let mut sorted = Sets::default();
     sets.into_iter().for_each(|s| sorted.add(s, None));
+    let anonymous = sorted.anonymous();
+    let rules = rules
+        .iter()
+        .map(|r| ReadRule::new(family, &anonymous, r))
+        .collect();
     table_of(family, raw, chains, sorted, rules)
+}
+
+/// A rule as read back, typed as soon as its message is parsed: its raw expressions cost
+/// several times the typed rule, and a table has 10 000s of rules.
+pub(super) struct ReadRule {
+    /// The chain it is in.
+    pub(super) chain: String,
+    /// The kernel's handle of the rule (unique in its table).
+    pub(super) handle: u64,
+    /// The rule.
+    pub(super) rule: Rule,
+}
+
+impl ReadRule {
+    /// `raw` typed, with the anonymous sets of its table (see [`Sets::anonymous`]).
+    pub(super) fn new(family: Family, anonymous: &BTreeMap<&str, &RawSet>, raw: &RawRule) -> Self {
+        ReadRule {
+            chain: raw.chain.clone(),
+            handle: raw.handle,
+            rule: rule(family, anonymous, raw),
+        }
+    }
 }
 
 /// The sets of a table as they are read: the anonymous ones raw (the rules that use them are
@@ -158,6 +185,14 @@ pub(super) struct Sets {
 }
 
 impl Sets {
+    /// The anonymous sets read so far, by name: what [`ReadRule::new`] attaches.
+    pub(super) fn anonymous(&self) -> BTreeMap<&str, &RawSet> {
+        self.anonymous
+            .iter()
+            .map(|s| (s.name.as_str(), s))
+            .collect()
+    }
+
     /// Files a set whose elements (if [`wants_elements`]) have been read; a named set shares
     /// its elements with the same set of `like` when they are the same.
     pub(super) fn add(&mut self, raw: RawSet, like: Option<&Table>) {
@@ -173,32 +208,28 @@ impl Sets {
     }
 }
 
-/// The typed table from its raw objects (`sets` sorted by [`Sets::add`]).
+/// The typed table from its raw objects (`sets` sorted by [`Sets::add`], `rules` typed with its
+/// anonymous sets).
 pub(super) fn table_of(
     family: Family,
     raw: &RawTable,
     chains: Vec<RawChain>,
     sets: Sets,
-    rules: Vec<RawRule>,
+    rules: Vec<ReadRule>,
 ) -> Result<Table, ReadError> {
     let id = format!("{} {}", family.keyword(), raw.name);
-    let Sets { anonymous, named } = sets;
-    let anonymous: BTreeMap<&str, &RawSet> =
-        anonymous.iter().map(|s| (s.name.as_str(), s)).collect();
-
     let mut by_chain: BTreeMap<String, Vec<Rule>> = chains
         .iter()
         .map(|c| (c.name.clone(), Vec::new()))
         .collect();
     for r in rules {
-        let typed = rule(family, &anonymous, &r);
         by_chain
             .get_mut(&r.chain)
             .ok_or_else(|| ReadError::Malformed {
                 object: format!("rule in chain {id} {}", r.chain),
                 problem: "the chain was not in the chain list".into(),
             })?
-            .push(typed);
+            .push(r.rule);
     }
 
     let mut table = Table {
@@ -209,7 +240,7 @@ pub(super) fn table_of(
         let rules = by_chain.remove(&c.name).unwrap_or_default();
         table.chains.insert(c.name.clone(), chain(&c, rules));
     }
-    table.sets.extend(named);
+    table.sets.extend(sets.named);
     Ok(table)
 }
 

@@ -16,8 +16,9 @@ mod objects;
 
 use crate::error::ReadError;
 use crate::socket::NetlinkSocket;
+use assemble::ReadRule;
 use dump::{DumpError, Message};
-use objects::{InTable, RawChain, RawElem, RawRule, RawSet, RawTable, Request};
+use objects::{InTable, RawChain, RawElem, RawSet, RawTable, Request};
 use ruleset::{Family, Ruleset, Table, TableId};
 use std::ffi::CStr;
 use std::io;
@@ -207,7 +208,7 @@ struct RawObjects {
     table: RawTable,
     chains: Vec<RawChain>,
     sets: assemble::Sets,
-    rules: Vec<RawRule>,
+    rules: Vec<ReadRule>,
 }
 
 /// A parser for [`Session::dump`] that keeps the objects of the table `table` of `family` (the
@@ -270,8 +271,16 @@ fn read_family(
     }
 
     let what = format!("dumping the rules of {id}");
-    let parse = in_table(objects::parse_rule, nf, table);
-    let rules: Vec<RawRule> = session.dump(Request::Rules, nf, name, &what, parse)?;
+    let anonymous = sets.anonymous();
+    let parse = |message: &Message, rules: &mut Vec<ReadRule>| {
+        let parsed = objects::parse_rule(message)?;
+        if ours(&parsed, nf, table) {
+            rules.push(ReadRule::new(family, &anonymous, &parsed.object));
+        }
+        Ok(())
+    };
+    let rules: Vec<ReadRule> = session.dump(Request::Rules, nf, name, &what, parse)?;
+    drop(anonymous);
     let mut handles: Vec<u64> = rules.iter().map(|r| r.handle).collect();
     handles.sort_unstable();
     if let Some(twice) = handles.windows(2).find(|w| w[0] == w[1]) {
