@@ -159,7 +159,7 @@ struct Builder {
     mark: u32,
     table: Table,
     /// Counting contributions to elements (see [`desired_table_counted`]): filled by
-    /// [`Builder::finish`], where equal keys sit side by side.
+    /// [`Builder::finish_counted`], where equal keys sit side by side.
     counts: Option<BTreeMap<(String, ElemKey), u32>>,
     /// Recording elements instead of adding them (see [`port_fragment`]).
     record: Option<Vec<(String, ElemKey, ElemValue)>>,
