@@ -92,30 +92,19 @@ impl<'a> Item<'a> {
             } => marks[*m as usize].iter().filter(|k| *k == stage).count(),
         }
     }
+}
 
-    /// The elements it adds of a shared set (`marks`: [`StagesFromEmpty::marks`]).
-    fn shared_elements<'m>(
-        &self,
-        marks: &'m [Vec<u32>],
-    ) -> impl Iterator<Item = (&'a ElemKey, &'a ElemValue)> + 'm
-    where
-        'a: 'm,
-    {
-        let (set, marks, stage) = match self {
-            Item::Elements {
-                set,
-                marks: m,
-                stage,
-                ..
-            } => (Some(*set), marks[*m as usize].as_slice(), *stage),
-            _ => (None, &[][..], 0),
-        };
-        set.into_iter()
-            .flat_map(|s| s.elements.iter())
-            .zip(marks)
-            .filter(move |(_, k)| **k == stage)
-            .map(|(element, _)| element)
-    }
+/// The elements of `set` whose entry in `marks` (one per element, in key order) is `stage`.
+fn marked<'a>(
+    set: &'a Set,
+    marks: &'a [u32],
+    stage: u32,
+) -> impl Iterator<Item = (&'a ElemKey, &'a ElemValue)> + 'a {
+    set.elements
+        .iter()
+        .zip(marks)
+        .filter(move |(_, k)| **k == stage)
+        .map(|(element, _)| element)
 }
 
 /// The Services that own something in `desired`, sorted (as [`Transaction::services`] of the
@@ -276,8 +265,14 @@ fn later_stage(items: &[Item<'_>], marks: &[Vec<u32>]) -> Transaction {
                 Item::Set(_, name, set) => {
                     ops.extend(set.elements.iter().map(|(k, v)| element(name, k, v)));
                 }
-                Item::Elements { name, .. } => ops.extend(
-                    item.shared_elements(marks)
+                Item::Elements {
+                    name,
+                    set,
+                    marks: m,
+                    stage,
+                    ..
+                } => ops.extend(
+                    marked(set, &marks[*m as usize], *stage)
                         .map(|(key, value)| element(name, key, value)),
                 ),
                 Item::Chain(..) => {}
@@ -401,12 +396,18 @@ mod tests {
                 Item::Set(_, name, set) => {
                     to.sets.insert((*name).clone(), (*set).clone());
                 }
-                Item::Elements { name, .. } => {
+                Item::Elements {
+                    name,
+                    set: from,
+                    marks: m,
+                    stage,
+                    ..
+                } => {
                     let set = to
                         .sets
                         .get_mut(*name)
                         .expect("stage 1 has every shared set");
-                    for (key, value) in item.shared_elements(marks) {
+                    for (key, value) in marked(from, &marks[*m as usize], *stage) {
                         set.elements_mut().insert(key.clone(), value.clone());
                     }
                 }

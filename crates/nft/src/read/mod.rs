@@ -280,7 +280,6 @@ fn read_family(
         Ok(())
     };
     let rules: Vec<ReadRule> = session.dump(Request::Rules, nf, name, &what, parse)?;
-    drop(anonymous);
     let mut handles: Vec<u64> = rules.iter().map(|r| r.handle).collect();
     handles.sort_unstable();
     if let Some(twice) = handles.windows(2).find(|w| w[0] == w[1]) {
