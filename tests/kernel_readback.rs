@@ -398,7 +398,7 @@ fn large_sets_and_maps_read_back_completely() {
     let target = table
         .sets
         .get("service-ips")
-        .and_then(|s| s.elements.values().find_map(|v| v.verdict.clone()))
+        .and_then(|s| s.elements.values().find_map(|v| v.verdict().cloned()))
         .expect("a verdict of service-ips");
     // Thousands of elements: the element dumps take many datagrams.
     for i in 0..4000u32 {
@@ -423,11 +423,10 @@ fn large_sets_and_maps_read_back_completely() {
                     ruleset::KeyPart::Proto(model::Protocol::Tcp),
                     ruleset::KeyPart::Port(80),
                 ]),
-                ruleset::ElemValue {
-                    verdict: Some(target.clone()),
-                    comment: Some(format!("ns/svc-{i}:http").into()),
-                    data: Default::default(),
-                },
+                ruleset::ElemValue::verdict_of(
+                    target.clone(),
+                    Some(format!("ns/svc-{i}:http").into()),
+                ),
             );
     }
     let ns = loaded("readback-large", &rules);
@@ -515,7 +514,7 @@ fn with_anonymous_endpoint_maps(rules: &Ruleset) -> Ruleset {
                         .elements
                         .iter()
                         .filter(|(k, _)| k.0.starts_with(&prefix))
-                        .filter_map(|(_, v)| match v.data.to_vec().as_slice() {
+                        .filter_map(|(_, v)| match v.data()?.to_vec().as_slice() {
                             [KeyPart::Ip(ip), KeyPart::Port(port)] => Some((*ip, *port)),
                             _ => None,
                         })

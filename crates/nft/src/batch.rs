@@ -630,7 +630,7 @@ impl Batch {
             let mut el = Object::new(Kind::SetElem, None).map_err(|_| oom(op))?;
             el.set(sys::NFTNL_SET_ELEM_KEY, Val::Data(&key));
             if let Some(value) = value {
-                if let Some(v) = &value.verdict {
+                if let Some(v) = value.verdict() {
                     bytes += v.target().map_or(0, str::len);
                     set_verdict(&mut el, v);
                 }
@@ -639,8 +639,8 @@ impl Batch {
                     bytes += ud.len();
                     el.set(sys::NFTNL_SET_ELEM_USERDATA, Val::Data(&ud));
                 }
-                if !value.data.is_empty() {
-                    let data = encode_key(&ElemKey(value.data.clone()));
+                if let Some(data) = value.data() {
+                    let data = encode_key(&ElemKey(data.clone()));
                     bytes += data.len();
                     el.set(sys::NFTNL_SET_ELEM_DATA, Val::Data(&data));
                 }
@@ -758,7 +758,7 @@ fn op_names(op: &Op) -> Vec<&str> {
         } => {
             out.extend([table.name.as_str(), set]);
             out.extend(value.comment.as_deref());
-            out.extend(value.verdict.as_ref().and_then(|v| v.target()));
+            out.extend(value.verdict().and_then(|v| v.target()));
         }
     }
     out

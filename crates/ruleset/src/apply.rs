@@ -5,7 +5,7 @@
 
 use crate::rule::Rule;
 use crate::transaction::{Op, Transaction};
-use crate::types::{Chain, Ruleset, Set, Table, TableId};
+use crate::types::{Chain, Ruleset, Set, Table, TableId, Verdict};
 
 /// Why a transaction could not be applied: which operation, and what was wrong.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -135,7 +135,7 @@ impl Ruleset {
                 value,
             } => {
                 let t = self.table_mut(table)?;
-                if let Some(target) = value.verdict.as_ref().and_then(|v| v.target()) {
+                if let Some(target) = value.verdict().and_then(Verdict::target) {
                     check_target(t, target)?;
                 }
                 let s = t.sets.get_mut(set).ok_or_else(|| format!("no set {set}"))?;
@@ -143,10 +143,15 @@ impl Ruleset {
                 if types != s.spec.key {
                     return Err(format!("key {key} does not fit the type of {set}"));
                 }
-                if s.spec.verdict_map != value.verdict.is_some() {
+                if s.spec.verdict_map != value.verdict().is_some() {
                     return Err(format!("element {key} and {set} disagree on a verdict"));
                 }
-                let data: Vec<_> = value.data.iter().map(|p| p.key_type()).collect();
+                let data: Vec<_> = value
+                    .data()
+                    .into_iter()
+                    .flat_map(|d| d.iter())
+                    .map(|p| p.key_type())
+                    .collect();
                 if data != s.spec.data {
                     return Err(format!("the value of {key} does not fit the type of {set}"));
                 }
@@ -201,7 +206,7 @@ fn chain_user(table: &Table, chain: &str) -> Option<String> {
         let used = s
             .elements
             .values()
-            .any(|v| v.verdict.as_ref().and_then(|v| v.target()) == Some(chain));
+            .any(|v| v.verdict().and_then(Verdict::target) == Some(chain));
         if used {
             return Some(format!("an element of {name}"));
         }

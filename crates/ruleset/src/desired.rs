@@ -24,8 +24,8 @@ use crate::names::{
 use crate::parts::Parts;
 use crate::rule::{Expr, Rule};
 use crate::types::{
-    BaseChain, Chain, ChainType, ElemKey, ElemValue, Family, Hook, KeyPart, KeyType, Ruleset, Set,
-    SetSpec, Table, TableId, Verdict,
+    BaseChain, Chain, ChainType, ElemKey, ElemTarget, ElemValue, Family, Hook, KeyPart, KeyType,
+    Ruleset, Set, SetSpec, Table, TableId, Verdict,
 };
 use model::{
     Action, Endpoint, EndpointSet, ExternalDispatch, FamilyServices, NodeServices, Protocol,
@@ -265,9 +265,8 @@ impl Builder {
         comment: Option<Arc<str>>,
     ) {
         let value = ElemValue {
-            verdict,
+            target: verdict.map_or(ElemTarget::None, ElemTarget::Verdict),
             comment,
-            data: Parts::new(),
         };
         self.put(set, ElemKey::new(key), value);
     }
@@ -759,9 +758,8 @@ impl Builder {
                 KeyPart::Index(i),
             ]);
             let value = ElemValue {
-                data: Parts::from([KeyPart::Ip(ep.ip), KeyPart::Port(ep.port)]),
+                target: ElemTarget::Data(Parts::from([KeyPart::Ip(ep.ip), KeyPart::Port(ep.port)])),
                 comment: Some(label.clone()),
-                verdict: None,
             };
             self.put(&map, key, value);
         }

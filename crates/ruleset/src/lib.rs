@@ -42,6 +42,6 @@ pub use staged::split_by_service;
 pub use staged::{stages_from_empty, StagesFromEmpty};
 pub use transaction::{Op, Transaction};
 pub use types::{
-    BaseChain, Chain, ChainType, ElemKey, ElemValue, Family, Hook, KeyPart, KeyType, Ruleset, Set,
-    SetSpec, Table, TableId, Verdict,
+    BaseChain, Chain, ChainType, ElemKey, ElemTarget, ElemValue, Family, Hook, KeyPart, KeyType,
+    Ruleset, Set, SetSpec, Table, TableId, Verdict,
 };

@@ -62,10 +62,10 @@ pub(crate) fn element(key: &ElemKey, value: &ElemValue) -> String {
     if let Some(c) = &value.comment {
         let _ = write!(out, " comment \"{c}\"");
     }
-    if let Some(v) = &value.verdict {
+    if let Some(v) = value.verdict() {
         let _ = write!(out, " : {v}");
     }
-    for (i, part) in value.data.iter().enumerate() {
+    for (i, part) in value.data().into_iter().flat_map(|d| d.iter()).enumerate() {
         let _ = write!(out, "{}{part}", if i == 0 { " : " } else { " . " });
     }
     out

@@ -327,17 +327,65 @@ impl fmt::Display for Verdict {
     }
 }
 
+/// What an element maps its key to: nothing in a set, a verdict in a verdict map, a value in
+/// a data map. One of them, not a field for each: at 10 000 Services a node holds 125 000
+/// elements, and each unused field cost its bytes in every one.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum ElemTarget {
+    /// A set's element: the key alone.
+    #[default]
+    None,
+    /// A verdict map's value.
+    Verdict(Verdict),
+    /// A data map's value (`10.0.0.1 . 8080`).
+    Data(Parts),
+}
+
 /// What an element holds besides its key.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ElemValue {
-    /// The verdict, in verdict maps.
-    pub verdict: Option<Verdict>,
-    /// The value, in data maps (`10.0.0.1 . 8080`); empty otherwise.
-    pub data: Parts,
+    /// What the key maps to.
+    pub target: ElemTarget,
     /// Who owns the element (`namespace/name:port`), shown by `nft list`. Shared, not one
     /// string per element: the endpoint-map elements of each of a service-port's chains share
     /// one, its other elements another.
     pub comment: Option<Arc<str>>,
+}
+
+impl ElemValue {
+    /// A verdict map's element value.
+    pub fn verdict_of(verdict: Verdict, comment: Option<Arc<str>>) -> ElemValue {
+        ElemValue {
+            target: ElemTarget::Verdict(verdict),
+            comment,
+        }
+    }
+
+    /// A data map's element value (a set's when `data` is empty).
+    pub fn data_of(data: Parts, comment: Option<Arc<str>>) -> ElemValue {
+        let target = if data.is_empty() {
+            ElemTarget::None
+        } else {
+            ElemTarget::Data(data)
+        };
+        ElemValue { target, comment }
+    }
+
+    /// The verdict, in verdict maps.
+    pub fn verdict(&self) -> Option<&Verdict> {
+        match &self.target {
+            ElemTarget::Verdict(v) => Some(v),
+            _ => None,
+        }
+    }
+
+    /// The value, in data maps.
+    pub fn data(&self) -> Option<&Parts> {
+        match &self.target {
+            ElemTarget::Data(d) => Some(d),
+            _ => None,
+        }
+    }
 }
 
 /// A set or map and its elements.

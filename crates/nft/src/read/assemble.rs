@@ -391,14 +391,13 @@ fn element<'r>(
         (None, false) => None,
         _ => return None,
     };
-    Some((
-        k,
-        ElemValue {
-            verdict,
-            comment,
-            data,
-        },
-    ))
+    let value = match verdict {
+        Some(v) if data.is_empty() => ElemValue::verdict_of(v, comment),
+        // A verdict map with a data type: not one of ours.
+        Some(_) => return None,
+        None => ElemValue::data_of(data, comment),
+    };
+    Some((k, value))
 }
 
 /// A raw rule with its anonymous sets attached: what the decoder gets, or why the rule is not
@@ -675,11 +674,10 @@ mod tests {
         ]);
         assert_eq!(
             vm.elements[&key],
-            ElemValue {
-                verdict: Some(Verdict::Goto("svc".into())),
-                comment: Some("default/kubernetes:https".into()),
-                data: Default::default(),
-            }
+            ElemValue::verdict_of(
+                Verdict::Goto("svc".into()),
+                Some("default/kubernetes:https".into())
+            )
         );
         let d = &t.sets["affinity"];
         assert_eq!(d.spec.dynamic_timeout, Some(600));
@@ -734,7 +732,12 @@ mod tests {
         let got: Vec<(Vec<KeyPart>, Vec<KeyPart>)> = m
             .elements
             .iter()
-            .map(|(k, v)| (k.0.to_vec(), v.data.to_vec()))
+            .map(|(k, v)| {
+                (
+                    k.0.to_vec(),
+                    v.data().map(|d| d.to_vec()).unwrap_or_default(),
+                )
+            })
             .collect();
         assert_eq!(
             got,

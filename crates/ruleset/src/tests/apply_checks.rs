@@ -4,8 +4,8 @@
 
 use super::{compute, ruleset, table_id};
 use crate::{
-    chain_name, plan, ChainKind, ElemKey, ElemValue, Expr, Family, KeyPart, Op, Rule, Ruleset,
-    SetSpec, TableId, Transaction, Verdict,
+    chain_name, plan, ChainKind, ElemKey, ElemTarget, ElemValue, Expr, Family, KeyPart, Op, Rule,
+    Ruleset, SetSpec, TableId, Transaction, Verdict,
 };
 use model::fixtures::{ep, node_config, service, slice, Slice, Svc};
 use model::Protocol;
@@ -62,9 +62,8 @@ fn add_element(set: &str, key: Vec<KeyPart>, verdict: Option<Verdict>) -> Op {
         set: set.into(),
         key: ElemKey::new(key),
         value: ElemValue {
-            verdict,
+            target: verdict.map_or(ElemTarget::None, ElemTarget::Verdict),
             comment: None,
-            data: Default::default(),
         },
     }
 }

@@ -88,7 +88,7 @@ fn etp_local_external_chain_short_circuits_pods_then_the_node_then_goes_local() 
     // service chain.
     let t = &rs.tables[&table_id(Family::Ip)];
     let target =
-        |set: &str, key: Vec<KeyPart>| t.sets[set].elements[&ElemKey::new(key)].verdict.clone();
+        |set: &str, key: Vec<KeyPart>| t.sets[set].elements[&ElemKey::new(key)].verdict().cloned();
     let ip = |s: &str| KeyPart::Ip(s.parse().expect("ip"));
     let tcp = KeyPart::Proto(Protocol::Tcp);
     assert_eq!(
@@ -154,7 +154,7 @@ fn etp_local_without_local_endpoints_drops_external_traffic_at_the_filter_stage(
             t.sets[set]
                 .elements
                 .get(&ElemKey::new(key))
-                .and_then(|v| v.verdict.clone()),
+                .and_then(|v| v.verdict().cloned()),
             Some(Verdict::Drop),
             "{set}"
         );
@@ -365,11 +365,7 @@ fn firewall_chain_drops_sources_outside_the_ranges() {
             elements.iter().collect::<Vec<_>>(),
             [(
                 &key,
-                &ElemValue {
-                    verdict: Some(Verdict::Goto(fw)),
-                    comment: Some("shop/lb:https".into()),
-                    data: Default::default(),
-                }
+                &ElemValue::verdict_of(Verdict::Goto(fw), Some("shop/lb:https".into()))
             )]
         );
     }
@@ -757,7 +753,12 @@ fn endpoint_elements(
         .iter()
         .filter(|(k, _)| k.0.starts_with(&prefix))
         .map(|(k, v)| {
-            let data: Vec<String> = v.data.iter().map(|p| p.to_string()).collect();
+            let data: Vec<String> = v
+                .data()
+                .into_iter()
+                .flat_map(|d| d.iter())
+                .map(|p| p.to_string())
+                .collect();
             let index = k.0.get(2).map(|p| p.to_string()).unwrap_or_default();
             format!("{index} : {}", data.join(" . "))
         })

@@ -629,11 +629,7 @@ fn plan_removes_an_obsolete_map_and_the_chain_its_elements_target() {
             crate::KeyPart::Proto(model::Protocol::Tcp),
             crate::KeyPart::Port(1),
         ]),
-        crate::ElemValue {
-            verdict: Some(crate::Verdict::Goto("old-chain".into())),
-            comment: None,
-            data: Default::default(),
-        },
+        crate::ElemValue::verdict_of(crate::Verdict::Goto("old-chain".into()), None),
     );
     table.sets.insert("old-map".into(), old);
     super::planned(&have, &want);
