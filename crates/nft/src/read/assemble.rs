@@ -209,39 +209,47 @@ impl Sets {
 }
 
 /// The typed table from its raw objects (`sets` sorted by [`Sets::add`], `rules` typed with its
-/// anonymous sets).
+/// anonymous sets, each chain's in order). At 10 000 Services a table has 12 000 chains: each
+/// chain's rules are moved into a vector of their exact number (most chains have one or two),
+/// and the chain map is built in one go from the chains sorted by name (full B-tree nodes, no
+/// copy of a name).
 pub(super) fn table_of(
     family: Family,
     raw: &RawTable,
-    chains: Vec<RawChain>,
+    mut chains: Vec<RawChain>,
     sets: Sets,
-    rules: Vec<ReadRule>,
+    mut rules: Vec<ReadRule>,
 ) -> Result<Table, ReadError> {
     let id = format!("{} {}", family.keyword(), raw.name);
-    let mut by_chain: BTreeMap<String, Vec<Rule>> = chains
-        .iter()
-        .map(|c| (c.name.clone(), Vec::new()))
-        .collect();
-    for r in rules {
-        by_chain
-            .get_mut(&r.chain)
-            .ok_or_else(|| ReadError::Malformed {
-                object: format!("rule in chain {id} {}", r.chain),
-                problem: "the chain was not in the chain list".into(),
-            })?
-            .push(r.rule);
-    }
-
-    let mut table = Table {
-        comment: raw.comment.clone(),
-        ..Table::default()
+    // Stable: each chain's rules keep their order.
+    rules.sort_by(|a, b| a.chain.cmp(&b.chain));
+    chains.sort_by(|a, b| a.name.cmp(&b.name));
+    let not_listed = |r: &ReadRule| ReadError::Malformed {
+        object: format!("rule in chain {id} {}", r.chain),
+        problem: "the chain was not in the chain list".into(),
     };
+    let mut rules = rules.into_iter().peekable();
+    let mut typed = Vec::with_capacity(chains.len());
     for c in chains {
-        let rules = by_chain.remove(&c.name).unwrap_or_default();
-        table.chains.insert(c.name.clone(), chain(&c, rules));
+        if let Some(r) = rules.next_if(|r| r.chain < c.name) {
+            return Err(not_listed(&r));
+        }
+        let mut own = Vec::new();
+        while let Some(r) = rules.next_if(|r| r.chain == c.name) {
+            own.push(r.rule);
+        }
+        own.shrink_to_fit();
+        let chain = chain(&c, own);
+        typed.push((c.name, chain));
     }
-    table.sets.extend(sets.named);
-    Ok(table)
+    if let Some(r) = rules.next() {
+        return Err(not_listed(&r));
+    }
+    Ok(Table {
+        comment: raw.comment.clone(),
+        chains: typed.into_iter().collect(),
+        sets: sets.named.into_iter().collect(),
+    })
 }
 
 /// A chain with its rules. A base chain we would not have made keeps only an undecodable
@@ -1070,26 +1078,75 @@ mod tests {
     }
 
     #[test]
-    fn a_rule_of_an_unlisted_chain_is_an_error() {
-        let rules = vec![RawRule {
-            chain: "ghost".into(),
-            handle: 6,
-            exprs: Ok(vec![]),
+    fn rules_of_interleaved_chains_go_to_their_chains_in_order() {
+        let rule = |chain: &str, handle: u64, byte: u8| RawRule {
+            chain: chain.into(),
+            handle,
+            exprs: Ok(vec![Low::Cmp {
+                sreg: 1,
+                op: CmpOp::Eq,
+                data: vec![byte],
+            }]),
             comment: None,
-        }];
-        let err = table(
-            Family::Ip6,
-            &raw_table(),
-            vec![plain_chain("services")],
-            vec![],
-            rules,
-        )
-        .expect_err("malformed");
-        match err {
-            ReadError::Malformed { object, .. } => {
-                assert_eq!(object, "rule in chain ip6 kube-nftproxy ghost");
+        };
+        let rules = vec![
+            rule("zeta", 1, 3),
+            rule("alpha", 2, 2),
+            rule("zeta", 3, 1),
+            rule("alpha", 4, 9),
+            rule("zeta", 5, 2),
+        ];
+        let chains = vec![
+            plain_chain("zeta"),
+            plain_chain("empty"),
+            plain_chain("alpha"),
+        ];
+        let t = table(Family::Ip, &raw_table(), chains, vec![], rules).expect("table");
+        let typed = |raw: Vec<RawRule>| -> Vec<Rule> {
+            raw.iter()
+                .map(|r| ReadRule::new(Family::Ip, &BTreeMap::new(), r).rule)
+                .collect()
+        };
+        assert_eq!(
+            t.chains["zeta"].rules,
+            typed(vec![
+                rule("zeta", 1, 3),
+                rule("zeta", 3, 1),
+                rule("zeta", 5, 2)
+            ])
+        );
+        assert_eq!(
+            t.chains["alpha"].rules,
+            typed(vec![rule("alpha", 2, 2), rule("alpha", 4, 9)])
+        );
+        assert!(t.chains["empty"].rules.is_empty());
+        assert_eq!(t.chains.len(), 3);
+    }
+
+    #[test]
+    fn a_rule_of_an_unlisted_chain_is_an_error() {
+        // Before, between and after the listed chains.
+        for ghost in ["aaa", "middle", "zzz"] {
+            let rules = vec![RawRule {
+                chain: ghost.into(),
+                handle: 6,
+                exprs: Ok(vec![]),
+                comment: None,
+            }];
+            let err = table(
+                Family::Ip6,
+                &raw_table(),
+                vec![plain_chain("services"), plain_chain("base")],
+                vec![],
+                rules,
+            )
+            .expect_err("malformed");
+            match err {
+                ReadError::Malformed { object, .. } => {
+                    assert_eq!(object, format!("rule in chain ip6 kube-nftproxy {ghost}"));
+                }
+                other => panic!("{other}"),
             }
-            other => panic!("{other}"),
         }
     }
 }
