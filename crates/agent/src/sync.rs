@@ -59,7 +59,7 @@ impl fmt::Display for SyncReport {
 /// after `cleanup`): the kernel's cost of one batch grows faster than the batch, and about
 /// 1 000 Services per batch was measured to pay (`docs/benchmarks.md`). Every other sync is
 /// one transaction.
-pub const STAGE_SERVICES: usize = 1000;
+pub const STAGE_SERVICES: usize = 500;
 
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0

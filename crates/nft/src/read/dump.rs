@@ -256,7 +256,10 @@ impl<T, F: FnMut(&Message, &mut Vec<T>) -> Result<(), String>> Replies<T, F> {
                     if let Some(problem) = self.unparsable.take() {
                         return Err(DumpError::Unparsable(problem));
                     }
-                    return Ok(Some(std::mem::take(&mut self.objects)));
+                    let mut objects = std::mem::take(&mut self.objects);
+                    // Grown by doubling: up to half of it unused, until the table is made.
+                    objects.shrink_to_fit();
+                    return Ok(Some(objects));
                 }
                 libc::NLMSG_ERROR => {
                     let err = NlError::parse(&msg)
