@@ -185,12 +185,13 @@ fn section(r: &Results) -> String {
         let _ = writeln!(
             s,
             "\n\"Ours, end to end\" is objects → `ClusterView` → `Engine::sync` (model, ruleset, \
-             read of the empty tables, plan, netlink apply: above 1 000 Services in stages of \
-             1 000 whole Services, each its own transaction, as the agent does into empty \
+             read of the empty tables, plan, netlink apply: above {stage} Services in stages of \
+             {stage} whole Services, each its own transaction, as the agent does into empty \
              tables). \"Netlink batch alone\" is `nft::Netlink.apply` of the same operations \
              in one transaction, timed by itself: libnftnl building \
              the messages, then the kernel processing the batch inside `sendmsg`. Where the \
-             batch's CPU time goes (thread user vs system time, 10 ms ticks, all runs):"
+             batch's CPU time goes (thread user vs system time, 10 ms ticks, all runs):",
+            stage = thousands(agent::sync::STAGE_SERVICES)
         );
         for z in &r.sizes {
             let Some(y) = &z.sync else { continue };
