@@ -580,11 +580,12 @@ fn unknown_service_type_or_slice_address_type_is_skipped() {
         .iter()
         .map(|e| (e.object.to_string(), e.reason()))
         .collect();
+    // Each Service's problems (its own, then its slices'), Services in namespace/name order.
     assert_eq!(
         reasons,
         [
-            ("Service shop/web".to_owned(), "invalid_value"),
             ("EndpointSlice shop/api-abc".to_owned(), "invalid_value"),
+            ("Service shop/web".to_owned(), "invalid_value"),
         ]
     );
     assert_eq!(port_names(&out, "web"), Vec::<String>::new());
