@@ -206,37 +206,52 @@ async fn sync_loop(
             continue;
         };
 
-        // One sync: compute while holding the view, commit without it.
+        // One sync: compute under the view's lock, commit without it. A full computation
+        // holds the view (changes wait) until the engine has computed the node's services
+        // again from it after the commit (`Engine::restore`).
         let started = Instant::now();
         let work = shared.take_pending();
         let mut e = engine.take().context("the engine is gone")?;
-        let computed = shared.with_view(|v| e.compute(v, &work));
-        // Shared with the engine; dropped before its next computation (which then updates
-        // them in place instead of copying them).
-        let services = e
-            .services()
-            .unwrap_or_else(|| Arc::new(node_view(&ClusterView::new(), node_config)));
-        // Each invalid object is reported once (when it appears), not at every sync; the
-        // invalid-objects metric keeps counting it.
-        let errors: BTreeSet<String> = services.errors.iter().map(ToString::to_string).collect();
-        for error in &services.errors {
-            if !reported.contains(&error.to_string()) {
-                tracing::warn!(reason = error.reason(), "{error}");
-            }
-        }
-        reported = errors;
+        let computed = shared.with_view_then_hold(|v| {
+            let computed = e.compute(v, &work);
+            let full = !computed.incremental();
+            (computed, full)
+        });
         let full = due.full;
-        let (e, result) = tokio::task::spawn_blocking(move || {
+        let joined = tokio::task::spawn_blocking(move || {
             let result = e.commit(computed, full);
             (e, result)
         })
-        .await
-        .context("the sync task panicked")?;
+        .await;
+        let joined = joined.map(|(mut e, result)| {
+            shared.with_view(|v| e.restore(v));
+            (e, result)
+        });
+        shared.release();
+        let (e, result) = joined.context("the sync task panicked")?;
+        // Shared with the engine; dropped before its next computation (which then updates
+        // them in place instead of copying them). None when the sync failed.
+        let services = e.services();
         engine = Some(e);
+        if let Some(services) = &services {
+            // Each invalid object is reported once (when it appears), not at every sync; the
+            // invalid-objects metric keeps counting it.
+            let errors: BTreeSet<String> =
+                services.errors.iter().map(ToString::to_string).collect();
+            for error in &services.errors {
+                if !reported.contains(&error.to_string()) {
+                    tracing::warn!(reason = error.reason(), "{error}");
+                }
+            }
+            reported = errors;
+        }
         let ok = result.is_ok();
         runner.record(started, result.as_ref().map_or(full, |r| r.full), ok);
         match result {
             Ok(report) => {
+                // A committed sync always leaves the engine its services (restored).
+                let services = services
+                    .unwrap_or_else(|| Arc::new(node_view(&ClusterView::new(), node_config)));
                 let failed = after_sync(out, &work, &services, &report.sync, report.full, started);
                 health_retry =
                     failed.then(|| (Instant::now() + periods.retry, health_checks(&services)));

@@ -3,7 +3,9 @@
 //! the changed Services (`model::update_node_view`, `ruleset::DesiredState::update`) and sends
 //! only their changes, without reading the kernel. A full sync (the first one, after any
 //! failure, when the Node or the configuration changed, when Services conflict, and when the
-//! runner asks) recomputes everything and plans against the kernel's tables read back.
+//! runner asks) recomputes everything and plans against the kernel's tables read back; it does
+//! not keep the model's view of the node through the commit (the sync's memory peak), but
+//! computes it again from the same cluster view afterwards ([`Engine::restore`]).
 
 use crate::state::Pending;
 use crate::sync::{sync_once, SyncError, SyncReport, STAGE_SERVICES};
@@ -47,7 +49,10 @@ impl Computed {
 struct Cache {
     /// Shared with the daemon (health checks, the debug view) until its next computation,
     /// which updates it in place when nobody else holds it any more (see [`Engine::services`]).
-    services: Arc<NodeServices>,
+    /// None from a full computation until [`Engine::restore`]: at 10 000 Services it is about
+    /// 9 MB, and the commit of a full sync (its stages' operations and netlink batches, or the
+    /// tables read back) is when the process needs the most memory.
+    services: Option<Arc<NodeServices>>,
     desired: DesiredState,
 }
 
@@ -91,11 +96,22 @@ impl Engine {
         self.cache.is_none()
     }
 
-    /// What the last computation found (the model's view of every service-port). It is
-    /// shared, not copied (at 10 000 Services it is about 17 MB): drop it before the next
-    /// [`Engine::compute`], or that computation copies it to update it.
+    /// What the last computation found (the model's view of every service-port), once
+    /// committed and restored (see [`Engine::restore`]). It is shared, not copied (at 10 000
+    /// Services it is about 9 MB): drop it before the next [`Engine::compute`], or that
+    /// computation copies it to update it.
     pub fn services(&self) -> Option<Arc<NodeServices>> {
-        self.cache.as_ref().map(|c| Arc::clone(&c.services))
+        self.cache.as_ref().and_then(|c| c.services.clone())
+    }
+
+    /// After a full computation has been committed: computes the model's view of the node
+    /// again, from `view`, which must be the cluster view [`Engine::compute`] saw (the daemon
+    /// holds back changes meanwhile, [`crate::state::Shared::with_view_then_hold`]). Nothing
+    /// to do after a partial one, or when the commit failed (the next sync is full).
+    pub fn restore(&mut self, view: &ClusterView) {
+        if let Some(cache) = self.cache.as_mut().filter(|c| c.services.is_none()) {
+            cache.services = Some(Arc::new(node_view(view, &self.node_config)));
+        }
     }
 
     /// Computes the change: only the `pending` Services when the engine knows what the kernel
@@ -112,8 +128,9 @@ impl Engine {
             self.cache = None;
             let services = node_view(view, &self.node_config);
             let desired = DesiredState::new(&services, &self.options);
+            drop(services);
             self.cache = Some(Cache {
-                services: Arc::new(services),
+                services: None,
                 desired,
             });
         }
@@ -192,7 +209,7 @@ impl Engine {
         }
     }
 
-    /// [`Engine::compute`] then [`Engine::commit`].
+    /// [`Engine::compute`], [`Engine::commit`], then [`Engine::restore`].
     pub fn sync(
         &mut self,
         view: &ClusterView,
@@ -200,7 +217,9 @@ impl Engine {
         full: bool,
     ) -> Result<EngineReport, SyncError> {
         let computed = self.compute(view, pending);
-        self.commit(computed, full)
+        let report = self.commit(computed, full)?;
+        self.restore(view);
+        Ok(report)
     }
 }
 
@@ -220,12 +239,14 @@ fn partial(
             .cloned()
             .collect()
     };
-    let old = views(&cache.services);
-    update_node_view(view, config, Arc::make_mut(&mut cache.services), dirty).ok()?;
-    let new = views(&cache.services);
+    // Not restored after the last full computation: only a full one gives the right answer.
+    let services = cache.services.as_mut()?;
+    let old = views(services);
+    update_node_view(view, config, Arc::make_mut(services), dirty).ok()?;
+    let new = views(services);
     let old_refs: Vec<&ServicePortView> = old.iter().collect();
     let new_refs: Vec<&ServicePortView> = new.iter().collect();
-    Some(cache.desired.update(&cache.services, &old_refs, &new_refs))
+    Some(cache.desired.update(services, &old_refs, &new_refs))
 }
 
 #[cfg(test)]
@@ -514,5 +535,58 @@ mod tests {
         };
         let computed = engine.compute(&view("10.244.1.5"), &all);
         assert!(!computed.incremental());
+    }
+
+    #[test]
+    fn a_full_computation_keeps_no_services_through_its_commit_and_restores_them() {
+        let kernel = Arc::new(MemoryKernel::default());
+        let mut engine = Engine::new(
+            node_config(),
+            ruleset::Options::default(),
+            Box::new(Shared(kernel.clone())),
+        );
+        let first = view("10.244.1.5");
+        let computed = engine.compute(&first, &Pending::default());
+        assert!(!computed.incremental());
+        assert!(engine.services().is_none(), "not held through the commit");
+        engine.commit(computed, false).expect("commit");
+        assert!(engine.services().is_none());
+        engine.restore(&first);
+        let services = engine.services().expect("restored");
+        assert!(*services == node_view(&first, &node_config()));
+        drop(services);
+
+        // Not restored: a partial computation is not possible, the next one is full.
+        let second = view("10.244.1.6");
+        let all = Pending {
+            all: true,
+            ..Pending::default()
+        };
+        let computed = engine.compute(&second, &all);
+        assert!(!computed.incremental());
+        engine.commit(computed, false).expect("commit");
+        let computed = engine.compute(&second, &pending(&["web"]));
+        assert!(!computed.incremental());
+        engine.commit(computed, false).expect("commit");
+        engine.restore(&second);
+
+        // Restored: partial; restoring again changes nothing.
+        let third = view("10.244.1.7");
+        let computed = engine.compute(&third, &pending(&["web"]));
+        assert!(computed.incremental());
+        engine.commit(computed, false).expect("partial");
+        engine.restore(&third);
+        let services = engine.services().expect("kept");
+        assert!(*services == node_view(&third, &node_config()));
+        let want = ruleset::desired(&services, &ruleset::Options::default());
+        assert!(kernel.state.lock().expect("lock").0 == want);
+
+        // A failed commit leaves nothing to restore.
+        drop(services);
+        kernel.state.lock().expect("lock").2 = true;
+        let computed = engine.compute(&view("10.244.1.8"), &pending(&["web"]));
+        assert!(engine.commit(computed, false).is_err());
+        engine.restore(&view("10.244.1.8"));
+        assert!(engine.services().is_none() && engine.needs_full());
     }
 }

@@ -94,6 +94,17 @@ struct Inner {
     /// Views replaced by [`Change::ReplaceView`], dropped once the lock is released (freeing
     /// a large view takes a while; the sync loop need not wait for it).
     retired: Vec<ClusterView>,
+    /// While the view is held ([`Shared::with_view_then_hold`]): the changes that arrived
+    /// since, in order, applied by [`Shared::release`].
+    held: Option<Held>,
+}
+
+/// Changes waiting for the view to be released.
+#[derive(Debug, Default)]
+struct Held {
+    changes: Vec<Change>,
+    /// When the first of them arrived.
+    since: Option<Instant>,
 }
 
 /// The shared cluster state.
@@ -139,8 +150,17 @@ impl Shared {
 
     /// Applies changes to the view, records which Services they concern, and wakes the sync
     /// loop when there is something to do (or a source just finished its first list).
+    /// While the view is held, they wait (see [`Shared::with_view_then_hold`]).
     pub fn apply(&self, changes: impl IntoIterator<Item = Change>) {
         let mut inner = self.lock();
+        if let Some(held) = &mut inner.held {
+            let before = held.changes.len();
+            held.changes.extend(changes);
+            if held.changes.len() > before {
+                held.since.get_or_insert_with(Instant::now);
+            }
+            return;
+        }
         let mut wake = false;
         for change in changes {
             wake |= inner.apply(change);
@@ -148,6 +168,11 @@ impl Shared {
         if wake && inner.pending.since.is_none() {
             inner.pending.since = Some(Instant::now());
         }
+        self.wake(inner, wake);
+    }
+
+    /// Releases the lock, then wakes the sync loop if `wake`, and drops the retired views.
+    fn wake(&self, mut inner: std::sync::MutexGuard<'_, Inner>, wake: bool) {
         let retired = std::mem::take(&mut inner.retired);
         drop(inner);
         if wake {
@@ -203,6 +228,42 @@ impl Shared {
     /// Runs `f` on the current view (under the lock: keep it short).
     pub fn with_view<T>(&self, f: impl FnOnce(&ClusterView) -> T) -> T {
         f(&self.lock().view)
+    }
+
+    /// Runs `f` on the current view; when `f` also returns true, the view is held as `f` saw
+    /// it: changes that arrive are kept aside, unapplied, until [`Shared::release`]. The sync
+    /// loop holds it through a full sync, so that what the engine computed from the view can
+    /// be computed again after the commit instead of being kept through it
+    /// ([`crate::engine::Engine::restore`]). Holding it again while held keeps what waits.
+    pub fn with_view_then_hold<T>(&self, f: impl FnOnce(&ClusterView) -> (T, bool)) -> T {
+        let mut inner = self.lock();
+        let (out, hold) = f(&inner.view);
+        if hold && inner.held.is_none() {
+            inner.held = Some(Held::default());
+        }
+        out
+    }
+
+    /// Applies the changes that waited while the view was held, in order, and wakes the sync
+    /// loop if they gave it something to do; their wait counts as pending time. Nothing when
+    /// the view was not held.
+    pub fn release(&self) {
+        let mut inner = self.lock();
+        let Some(held) = inner.held.take() else {
+            return;
+        };
+        let mut wake = false;
+        for change in held.changes {
+            wake |= inner.apply(change);
+        }
+        if wake {
+            let since = match (inner.pending.since, held.since) {
+                (Some(a), Some(b)) => a.min(b),
+                (a, b) => a.or(b).unwrap_or_else(Instant::now),
+            };
+            inner.pending.since = Some(since);
+        }
+        self.wake(inner, wake);
     }
 }
 
@@ -506,5 +567,63 @@ pub(crate) mod tests {
         views.apply(as_view(&moved));
         assert!(views.with_view(|v| v.node().is_none()));
         assert!(views.take_pending().all);
+    }
+
+    #[test]
+    fn changes_wait_while_the_view_is_held_and_apply_in_order_when_released() {
+        let (shared, _) = loaded();
+        shared.take_pending();
+        woken(&shared);
+        let before = shared.with_view(Clone::clone);
+
+        // Not held when the closure says so.
+        let count = shared.with_view_then_hold(|v| (v.service_count(), false));
+        assert_eq!(count, 4);
+        shared.apply([Change::DeleteService(ServiceRef::new("shop", "cache"))]);
+        assert!(woken(&shared));
+        assert_eq!(shared.take_pending().services, keys(&["cache"]));
+        shared.apply([Change::UpsertService(Box::new(http_service(
+            "cache",
+            "10.96.0.40",
+        )))]);
+        shared.take_pending();
+        woken(&shared);
+
+        // Held: the view stays as it was, nothing is pending, nobody is woken.
+        let count = shared.with_view_then_hold(|v| (v.service_count(), true));
+        assert_eq!(count, 4);
+        shared.apply([
+            Change::DeleteService(ServiceRef::new("shop", "db")),
+            Change::UpsertSlice(Box::new(http_slice("web-1", "web", "10.1.0.9"))),
+        ]);
+        // A second delivery, and holding again while held, keep what waits, in order.
+        shared.with_view_then_hold(|_| ((), true));
+        shared.apply([Change::UpsertService(Box::new(http_service(
+            "db",
+            "10.96.0.31",
+        )))]);
+        assert!(!woken(&shared));
+        assert!(shared.pending_since().is_none());
+        assert!(shared.with_view(|v| v.diff(&before).is_empty()));
+
+        // Released: applied in the order they came (db deleted, then created again).
+        shared.release();
+        assert!(woken(&shared));
+        assert!(shared.pending_since().is_some());
+        assert_eq!(shared.take_pending().services, keys(&["db", "web"]));
+        let config = node_config();
+        let after = shared.with_view(|v| node_view(v, &config));
+        let (db, web) = (
+            ServiceRef::new("shop", "db"),
+            ServiceRef::new("shop", "web"),
+        );
+        let db = after.ipv4.service_ports(&db).next().expect("db is back");
+        assert_eq!(db.cluster_ip.to_string(), "10.96.0.31");
+        let web = after.ipv4.service_ports(&web).next().expect("web");
+        assert_eq!(web.cluster_endpoints[0].ip.to_string(), "10.1.0.9");
+
+        // Releasing what is not held does nothing.
+        shared.release();
+        assert!(!woken(&shared));
     }
 }
