@@ -53,7 +53,7 @@ fn init_logging(format: LogFormat) {
 }
 
 fn main() -> Result<()> {
-    heap::one_arena();
+    heap::configure();
     let cli = Cli::parse();
     init_logging(cli.log_format);
     match cli.command {

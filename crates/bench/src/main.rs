@@ -644,6 +644,8 @@ fn data_plane(w: &Arc<Workload>, runs: Runs) -> Result<DataPlaneResults> {
 }
 
 fn main() -> Result<()> {
+    // The agent's heap settings, so that what is timed here allocates as the agent does.
+    heap::configure();
     let args = Args::parse();
     if !is_root() {
         bail!("the benchmarks make network namespaces: run them as root");
