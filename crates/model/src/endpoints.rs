@@ -28,7 +28,7 @@ pub struct Endpoint {
     /// The endpoint's port.
     pub port: u16,
     /// The node it runs on, when known (shared by the endpoints of a view on that node).
-    pub node_name: Option<Arc<str>>,
+    pub node_name: Option<NodeName>,
     /// True when it runs on this node.
     pub is_local: bool,
     /// `conditions.ready` (unset means true).
@@ -40,6 +40,55 @@ pub struct Endpoint {
     /// The topology hints the slice controller wrote; `None` when it wrote neither zone nor node
     /// hints (see [`Endpoint::zone_hints`] and [`Endpoint::node_hints`]).
     pub hints: Option<Arc<EndpointHints>>,
+}
+
+/// A node's name, shared by the endpoints on that node: one pointer (an `Arc<str>` is a
+/// pointer and a length), as a view holds one per endpoint, and its node view another.
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct NodeName(Arc<Box<str>>);
+
+impl NodeName {
+    /// Whether both are the same shared copy (not only equal).
+    pub fn ptr_eq(a: &NodeName, b: &NodeName) -> bool {
+        Arc::ptr_eq(&a.0, &b.0)
+    }
+}
+
+impl std::ops::Deref for NodeName {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::borrow::Borrow<str> for NodeName {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<&str> for NodeName {
+    fn from(name: &str) -> NodeName {
+        NodeName(Arc::new(name.into()))
+    }
+}
+
+impl From<String> for NodeName {
+    fn from(name: String) -> NodeName {
+        NodeName(Arc::new(name.into_boxed_str()))
+    }
+}
+
+impl std::fmt::Debug for NodeName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(&**self.0, f)
+    }
+}
+
+impl std::fmt::Display for NodeName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
 }
 
 /// The topology hints of an endpoint (`hints` of an EndpointSlice endpoint).
@@ -91,7 +140,7 @@ impl serde::Serialize for Endpoint {
 /// doubled since the last sweep), so nodes that come and go do not pile up.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct NodeNames {
-    names: BTreeSet<Arc<str>>,
+    names: BTreeSet<NodeName>,
     /// How many names were left after the last sweep.
     kept: usize,
 }
@@ -101,17 +150,17 @@ impl NodeNames {
     const MIN_SWEEP: usize = 64;
 
     /// The shared copy of `name`.
-    pub(crate) fn intern(&mut self, name: String) -> Arc<str> {
+    pub(crate) fn intern(&mut self, name: String) -> NodeName {
         if let Some(shared) = self.names.get(name.as_str()) {
-            return Arc::clone(shared);
+            return shared.clone();
         }
         if self.names.len() >= Self::MIN_SWEEP.max(2 * self.kept) {
             // Held only here: no endpoint of the view (or of a node view made from it) uses it.
-            self.names.retain(|name| Arc::strong_count(name) > 1);
+            self.names.retain(|name| Arc::strong_count(&name.0) > 1);
             self.kept = self.names.len();
         }
-        let shared: Arc<str> = Arc::from(name);
-        self.names.insert(Arc::clone(&shared));
+        let shared = NodeName::from(name);
+        self.names.insert(shared.clone());
         shared
     }
 
@@ -194,7 +243,7 @@ struct StoredEndpoint {
     serving: Option<bool>,
     terminating: Option<bool>,
     /// `nodeName`, shared through the view's [`NodeNames`].
-    node_name: Option<Arc<str>>,
+    node_name: Option<NodeName>,
     /// `hints.forZones[].name` and `hints.forNodes[].name`; `None` when neither is set.
     hints: Option<Arc<EndpointHints>>,
 }
@@ -375,7 +424,7 @@ mod tests {
         let mut names = NodeNames::default();
         let a = names.intern("node-a".to_owned());
         let again = names.intern("node-a".to_owned());
-        assert!(Arc::ptr_eq(&a, &again));
+        assert!(NodeName::ptr_eq(&a, &again));
         assert_eq!(&*a, "node-a");
         assert_eq!(names.len(), 1);
 
@@ -385,6 +434,6 @@ mod tests {
         }
         assert_eq!(names.len(), 2);
         let b = names.intern("node-a".to_owned());
-        assert!(Arc::ptr_eq(&a, &b));
+        assert!(NodeName::ptr_eq(&a, &b));
     }
 }

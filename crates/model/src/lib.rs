@@ -28,7 +28,7 @@ mod view;
 mod tests;
 
 pub use config::{NodeConfig, NodePortAddresses};
-pub use endpoints::{Endpoint, EndpointHints};
+pub use endpoints::{Endpoint, EndpointHints, NodeName};
 pub use error::{ModelError, Problem};
 pub use ip::parse_ip_sloppy;
 pub use objects::{IpFamily, ObjectKind, ObjectRef, Protocol, ServicePortName, ServiceRef};

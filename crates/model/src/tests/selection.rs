@@ -89,7 +89,7 @@ fn endpoints_on_one_node_share_its_name_across_services_and_sets() {
     ]
     .map(|e| e.node_name.clone().expect("node name"));
     assert_eq!(&*names[0], NODE);
-    assert!(names.iter().all(|n| std::sync::Arc::ptr_eq(n, &names[0])));
+    assert!(names.iter().all(|n| crate::NodeName::ptr_eq(n, &names[0])));
     assert_eq!(web.cluster_endpoints[0].hints, None);
 }
 
