@@ -127,8 +127,7 @@ impl Engine {
             // The old cache goes first: both at once would double the peak.
             self.cache = None;
             let services = node_view(view, &self.node_config);
-            let desired = DesiredState::new(&services, &self.options);
-            drop(services);
+            let desired = DesiredState::from_services(services, &self.options);
             self.cache = Some(Cache {
                 services: None,
                 desired,

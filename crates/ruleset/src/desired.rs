@@ -115,16 +115,17 @@ pub fn desired_table(fam: &FamilyServices, options: &Options) -> Table {
 /// The desired table of one family, and how many service-ports contribute each element that
 /// more than one contributes (two Services can share a hairpin element); an element of the
 /// table not counted there has one contributor, or is one of the table's fixed elements (which
-/// no service-port adds).
+/// no service-port adds). Each service-port's view is dropped as soon as its part is built,
+/// so the views and the table being built do not exist whole at once.
 pub(crate) fn desired_table_counted(
-    fam: &FamilyServices,
+    mut fam: FamilyServices,
     options: &Options,
 ) -> (Table, BTreeMap<(String, ElemKey), u32>) {
-    let mut b = Builder::new(fam, options);
-    b.fixed(fam);
+    let mut b = Builder::new(&fam, options);
+    b.fixed(&fam);
     b.counts = Some(BTreeMap::new());
-    for view in fam.ports.values() {
-        b.service_port(view, fam);
+    for view in std::mem::take(&mut fam.ports).into_values() {
+        b.service_port(&view, &fam);
     }
     b.finish_counted()
 }
