@@ -381,9 +381,11 @@ pub struct FamilyServices {
     pub cluster_cidrs: Vec<IpNet>,
     /// Masquerade all ClusterIP traffic.
     pub masquerade_all: bool,
-    /// Every programmed service-port.
+    /// Every programmed service-port. Each view is boxed: the map's tree is built in one go
+    /// from its entries (full nodes), and with 30-byte-ish slots, not 300, building it beside
+    /// the list of its entries costs little.
     #[serde(serialize_with = "serialize_values")]
-    pub ports: BTreeMap<ServicePortName, ServicePortView>,
+    pub ports: BTreeMap<ServicePortName, Box<ServicePortView>>,
     /// Health check node ports by Service.
     #[serde(serialize_with = "serialize_display_keys")]
     pub health_checks: BTreeMap<ServiceRef, HealthCheck>,
@@ -419,7 +421,7 @@ impl FamilyServices {
         self.ports
             .range(from..)
             .take_while(move |(name, _)| &name.service == service)
-            .map(|(_, view)| view)
+            .map(|(_, view)| &**view)
     }
 
     fn new(family: IpFamily) -> Self {
@@ -504,7 +506,7 @@ pub fn node_view(view: &ClusterView, config: &NodeConfig) -> NodeServices {
     // vector: a B-tree filled one insert at a time is left half empty, one built in one go
     // from its entries is full (about 3 MB less at 10 000 Services, and no copy of the
     // half-empty one while the full one is built).
-    let mut gathered: [Vec<(ServicePortName, ServicePortView)>; 2] = Default::default();
+    let mut gathered: [Vec<(ServicePortName, Box<ServicePortView>)>; 2] = Default::default();
     let no_slices = ServiceSlices::default();
     for svc in view.services.values() {
         let Some(info) = parse_service(svc, &mut out.errors) else {
@@ -581,7 +583,7 @@ fn service_port_views(
     endpoints: &BTreeMap<crate::endpoints::PortKey, Vec<Endpoint>>,
     node_name: &str,
     zone: Option<&str>,
-    out: &mut Vec<(ServicePortName, ServicePortView)>,
+    out: &mut Vec<(ServicePortName, Box<ServicePortView>)>,
 ) -> Option<HealthCheck> {
     let family = fam.family;
     let of_family = |ips: &[IpAddr]| -> Vec<IpAddr> {
@@ -624,7 +626,7 @@ fn service_port_views(
             pod_sources_known: !fam.cluster_cidrs.is_empty(),
             masquerade_all: fam.masquerade_all,
         };
-        out.push((name, view));
+        out.push((name, Box::new(view)));
     }
     info.health_check_node_port.map(|node_port| HealthCheck {
         node_port,

@@ -65,7 +65,7 @@ fn udp_ports(services: &NodeServices) -> impl Iterator<Item = (&ServicePortView,
         fam.ports
             .values()
             .filter(|view| view.name.protocol == Protocol::Udp)
-            .map(move |view| (view, fam.node_port_ips.as_slice()))
+            .map(move |view| (&**view, fam.node_port_ips.as_slice()))
     })
 }
 

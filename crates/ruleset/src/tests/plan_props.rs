@@ -642,7 +642,7 @@ fn views_of<'a>(
 ) -> Vec<&'a model::ServicePortView> {
     [&services.ipv4, &services.ipv6]
         .into_iter()
-        .flat_map(|f| f.ports.values())
+        .flat_map(|f| f.ports.values().map(|v| &**v))
         .filter(|v| dirty.contains(&v.name.service))
         .collect()
 }
