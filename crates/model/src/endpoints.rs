@@ -197,8 +197,6 @@ pub(crate) fn slice_ref(slice: &EndpointSlice) -> ObjectRef {
 /// still reported, with its field, when the Service's endpoints are read.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct StoredSlice {
-    /// For messages: the slice's kind, namespace and name.
-    object: ObjectRef,
     /// `addressType`.
     address_type: String,
     /// `ports[]`: name, protocol, port.
@@ -251,7 +249,6 @@ struct StoredEndpoint {
 impl StoredSlice {
     /// Keeps what the model reads of `slice`; node names are shared through `node_names`.
     pub(crate) fn new(slice: EndpointSlice, node_names: &mut NodeNames) -> StoredSlice {
-        let object = slice_ref(&slice);
         let ports = slice
             .ports
             .into_iter()
@@ -290,7 +287,6 @@ impl StoredSlice {
         // `collect` reused the buffer of the Kubernetes endpoints, several times larger.
         endpoints.shrink_to_fit();
         StoredSlice {
-            object,
             address_type,
             ports,
             endpoints,
@@ -298,16 +294,18 @@ impl StoredSlice {
     }
 }
 
-/// Reads the slices of one Service into sorted, de-duplicated endpoint lists per port key.
-/// `node_name` decides locality. Bad slice ports and endpoints are skipped and reported.
+/// Reads the slices of one Service (in `namespace`, by name) into sorted, de-duplicated
+/// endpoint lists per port key. `node_name` decides locality. Bad slice ports and endpoints
+/// are skipped and reported.
 pub(crate) fn collect_endpoints<'a>(
-    slices: impl Iterator<Item = &'a StoredSlice>,
+    namespace: &str,
+    slices: impl Iterator<Item = (&'a str, &'a StoredSlice)>,
     node_name: &str,
     errors: &mut Vec<ModelError>,
 ) -> BTreeMap<PortKey, Vec<Endpoint>> {
     let mut by_key: BTreeMap<PortKey, BTreeMap<(IpAddr, u16), Endpoint>> = BTreeMap::new();
-    for slice in slices {
-        let object = slice.object.clone();
+    for (name, slice) in slices {
+        let object = ObjectRef::new(ObjectKind::EndpointSlice, namespace, name);
         let mut report = |problem| {
             errors.push(ModelError {
                 object: object.clone(),

@@ -59,11 +59,11 @@ pub(crate) fn namespace_of(namespace: &Option<String>) -> &str {
 /// Reads a Service. `None` when the proxy does not program it: headless, ExternalName, owned by
 /// another proxy (no error), or unusable (an error in `errors`).
 pub(crate) fn parse_service(
+    key: &ServiceRef,
     svc: &StoredService,
     errors: &mut Vec<ModelError>,
 ) -> Option<ServiceInfo> {
-    let namespace = namespace_of(&svc.metadata.namespace);
-    let name = svc.metadata.name.as_deref().unwrap_or("");
+    let (namespace, name) = (key.namespace.as_str(), key.name.as_str());
     let object = ObjectRef::new(ObjectKind::Service, namespace, name);
     let mut report = |problem: Problem| {
         errors.push(ModelError {

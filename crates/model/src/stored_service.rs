@@ -11,24 +11,16 @@ use k8s_openapi::api::core::v1::{
     LoadBalancerIngress, Service, ServicePort, SessionAffinityConfig,
 };
 
-/// What the view keeps of a Service.
+/// What the view keeps of a Service. Its namespace and name are the view's key for it, not
+/// kept twice.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct StoredService {
-    /// `metadata.name` and `.namespace`.
-    pub metadata: StoredMeta,
     /// The Service carries the label that gives it to another proxy.
     pub other_proxy: bool,
     /// What the proxy reads of `spec`.
     pub spec: Option<StoredSpec>,
     /// `status.loadBalancer.ingress`.
     pub load_balancer_ingress: Option<Vec<LoadBalancerIngress>>,
-}
-
-/// `metadata.name` and `metadata.namespace`.
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) struct StoredMeta {
-    pub name: Option<String>,
-    pub namespace: Option<String>,
 }
 
 /// The fields of `spec` the proxy reads, named as in `ServiceSpec`.
@@ -69,10 +61,6 @@ impl StoredService {
             ports: s.ports,
         });
         StoredService {
-            metadata: StoredMeta {
-                name: svc.metadata.name,
-                namespace: svc.metadata.namespace,
-            },
             other_proxy,
             spec,
             load_balancer_ingress: svc

@@ -219,9 +219,9 @@ impl ServiceSlices {
         self.0.is_empty()
     }
 
-    /// The slices, by name.
-    fn values(&self) -> impl Iterator<Item = &StoredSlice> {
-        self.0.iter().map(|(_, s)| &**s)
+    /// The slices with their names, by name.
+    fn named(&self) -> impl Iterator<Item = (&str, &StoredSlice)> {
+        self.0.iter().map(|(n, s)| (n.as_str(), &**s))
     }
 }
 
@@ -508,12 +508,17 @@ pub fn node_view(view: &ClusterView, config: &NodeConfig) -> NodeServices {
     // half-empty one while the full one is built).
     let mut gathered: [Vec<(ServicePortName, Box<ServicePortView>)>; 2] = Default::default();
     let no_slices = ServiceSlices::default();
-    for svc in view.services.values() {
-        let Some(info) = parse_service(svc, &mut out.errors) else {
+    for (key, svc) in &view.services {
+        let Some(info) = parse_service(key, svc, &mut out.errors) else {
             continue;
         };
         let slices = view.slices.get(&info.service).unwrap_or(&no_slices);
-        let endpoints = collect_endpoints(slices.values(), &config.node_name, &mut out.errors);
+        let endpoints = collect_endpoints(
+            &info.service.namespace,
+            slices.named(),
+            &config.node_name,
+            &mut out.errors,
+        );
         for (&family, &cluster_ip) in &info.cluster_ips {
             let fam = out.family_mut(family);
             let ports = &mut gathered[family_index(family)];
@@ -807,7 +812,7 @@ mod service_slices_tests {
         slices.remove("not-there");
         let names: Vec<&str> = slices.0.iter().map(|(n, _)| n.as_str()).collect();
         assert_eq!(names, ["web-a", "web-c"]);
-        assert_eq!(slices.values().count(), 2);
+        assert_eq!(slices.named().count(), 2);
         slices.remove("web-a");
         slices.remove("web-c");
         assert!(slices.is_empty());

@@ -74,11 +74,16 @@ pub fn update_node_view(
         let Some(svc) = view.services.get(key) else {
             continue;
         };
-        let Some(info) = parse_service(svc, &mut services.errors) else {
+        let Some(info) = parse_service(key, svc, &mut services.errors) else {
             continue;
         };
         let slices = view.slices.get(&info.service).unwrap_or(&no_slices);
-        let endpoints = collect_endpoints(slices.values(), &config.node_name, &mut services.errors);
+        let endpoints = collect_endpoints(
+            &info.service.namespace,
+            slices.named(),
+            &config.node_name,
+            &mut services.errors,
+        );
         for (&family, &cluster_ip) in &info.cluster_ips {
             let fam = services.family_mut(family);
             add_service_ports(fam, &info, cluster_ip, &endpoints, &config.node_name, zone);
