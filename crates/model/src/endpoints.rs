@@ -5,7 +5,9 @@ use crate::error::{ModelError, Problem};
 use crate::ip::parse_ip_sloppy;
 use crate::objects::{IpFamily, ObjectKind, ObjectRef, Protocol};
 use crate::service::{namespace_of, valid_port};
+use crate::stored_service::known_value;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -198,12 +200,15 @@ pub(crate) fn slice_ref(slice: &EndpointSlice) -> ObjectRef {
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct StoredSlice {
     /// `addressType`.
-    address_type: String,
+    address_type: Cow<'static, str>,
     /// `ports[]`: name, protocol, port.
-    ports: Vec<(Option<String>, Option<String>, Option<i32>)>,
+    ports: Vec<StoredPort>,
     /// `endpoints[]`, in order.
     endpoints: Vec<StoredEndpoint>,
 }
+
+/// A slice port as written: `name`, `protocol`, `port`.
+type StoredPort = (Option<String>, Option<Cow<'static, str>>, Option<i32>);
 
 /// An endpoint's `addresses[0]`: parsed when it is an address of the slice's `addressType` (the
 /// usual case: no string kept, 100 000 of them at 10 000 Services), as written otherwise, so
@@ -253,9 +258,9 @@ impl StoredSlice {
             .ports
             .into_iter()
             .flatten()
-            .map(|p| (p.name, p.protocol, p.port))
+            .map(|p| (p.name, p.protocol.map(known_value), p.port))
             .collect();
-        let address_type = slice.address_type;
+        let address_type = known_value(slice.address_type);
         let mut endpoints: Vec<StoredEndpoint> = slice
             .endpoints
             .into_iter()
@@ -312,7 +317,7 @@ pub(crate) fn collect_endpoints<'a>(
                 problem,
             })
         };
-        let family = match slice.address_type.as_str() {
+        let family = match &*slice.address_type {
             "IPv4" => IpFamily::V4,
             "IPv6" => IpFamily::V6,
             "FQDN" => continue,
@@ -330,7 +335,7 @@ pub(crate) fn collect_endpoints<'a>(
             let Some(protocol) = Protocol::from_k8s(protocol.as_deref()) else {
                 report(Problem::UnknownProtocol {
                     field: format!("ports[{i}].protocol"),
-                    value: protocol.clone().unwrap_or_default(),
+                    value: protocol.as_deref().unwrap_or_default().to_owned(),
                 });
                 continue;
             };

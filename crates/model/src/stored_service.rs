@@ -10,6 +10,35 @@ use crate::service::SERVICE_PROXY_NAME_LABEL;
 use k8s_openapi::api::core::v1::{
     LoadBalancerIngress, Service, ServicePort, SessionAffinityConfig,
 };
+use std::borrow::Cow;
+
+/// The values an enumerated field of a Service or slice usually holds (its type, a traffic
+/// policy, an address type, a protocol): kept as these, not as a string of its own for each
+/// of 10 000s of objects. Anything else is kept as written.
+const KNOWN_VALUES: &[&str] = &[
+    "ClusterIP",
+    "NodePort",
+    "LoadBalancer",
+    "ExternalName",
+    "Cluster",
+    "Local",
+    "None",
+    "ClientIP",
+    "TCP",
+    "UDP",
+    "SCTP",
+    "IPv4",
+    "IPv6",
+    "FQDN",
+];
+
+/// `value` as one of [`KNOWN_VALUES`] when it is one, as written otherwise.
+pub(crate) fn known_value(value: String) -> Cow<'static, str> {
+    match KNOWN_VALUES.iter().find(|known| **known == value) {
+        Some(known) => Cow::Borrowed(known),
+        None => Cow::Owned(value),
+    }
+}
 
 /// What the view keeps of a Service. Its namespace and name are the view's key for it, not
 /// kept twice.
@@ -26,15 +55,15 @@ pub(crate) struct StoredService {
 /// The fields of `spec` the proxy reads, named as in `ServiceSpec`.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct StoredSpec {
-    pub type_: Option<String>,
+    pub type_: Option<Cow<'static, str>>,
     pub cluster_ip: Option<String>,
     pub cluster_ips: Option<Vec<String>>,
     pub external_ips: Option<Vec<String>>,
     pub load_balancer_source_ranges: Option<Vec<String>>,
-    pub internal_traffic_policy: Option<String>,
-    pub external_traffic_policy: Option<String>,
+    pub internal_traffic_policy: Option<Cow<'static, str>>,
+    pub external_traffic_policy: Option<Cow<'static, str>>,
     pub health_check_node_port: Option<i32>,
-    pub session_affinity: Option<String>,
+    pub session_affinity: Option<Cow<'static, str>>,
     pub session_affinity_config: Option<SessionAffinityConfig>,
     pub ports: Option<Vec<ServicePort>>,
 }
@@ -48,15 +77,15 @@ impl StoredService {
             .as_ref()
             .is_some_and(|l| l.contains_key(SERVICE_PROXY_NAME_LABEL));
         let spec = svc.spec.map(|s| StoredSpec {
-            type_: s.type_,
+            type_: s.type_.map(known_value),
             cluster_ip: s.cluster_ip,
             cluster_ips: s.cluster_ips,
             external_ips: s.external_ips,
             load_balancer_source_ranges: s.load_balancer_source_ranges,
-            internal_traffic_policy: s.internal_traffic_policy,
-            external_traffic_policy: s.external_traffic_policy,
+            internal_traffic_policy: s.internal_traffic_policy.map(known_value),
+            external_traffic_policy: s.external_traffic_policy.map(known_value),
             health_check_node_port: s.health_check_node_port,
-            session_affinity: s.session_affinity,
+            session_affinity: s.session_affinity.map(known_value),
             session_affinity_config: s.session_affinity_config,
             ports: s.ports,
         });
@@ -74,6 +103,16 @@ impl StoredService {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn known_values_are_shared_and_others_kept_as_written() {
+        for value in KNOWN_VALUES {
+            assert!(matches!(known_value((*value).to_owned()), Cow::Borrowed(v) if v == *value));
+        }
+        for value in ["Magic", "tcp", "", "IPv5"] {
+            assert!(matches!(known_value(value.to_owned()), Cow::Owned(v) if v == value));
+        }
+    }
 
     #[test]
     fn it_is_much_smaller_than_a_service() {
