@@ -210,13 +210,19 @@ async fn sync_loop(
         // holds the view (changes wait) until the engine has computed the node's services
         // again from it after the commit (`Engine::restore`).
         let started = Instant::now();
-        let work = shared.take_pending();
+        let mut work = shared.take_pending();
         let mut e = engine.take().context("the engine is gone")?;
         let computed = shared.with_view_then_hold(|v| {
             let computed = e.compute(v, &work);
             let full = !computed.incremental();
             (computed, full)
         });
+        if !computed.incremental() {
+            // Everything was computed: which Services changed no longer matters (a first sync
+            // names every Service), and a failed full sync is followed by a full one.
+            work.services = BTreeSet::new();
+            work.all = true;
+        }
         let full = due.full;
         let joined = tokio::task::spawn_blocking(move || {
             let result = e.commit(computed, full);
