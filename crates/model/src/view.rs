@@ -725,49 +725,43 @@ fn node_port_ips(node_ips: &[IpAddr], addresses: &NodePortAddresses) -> Vec<IpAd
 /// Gives every destination (address, protocol, port) and every NodePort to one service-port:
 /// the first in namespace/name order. Later claimants lose that destination and get an error;
 /// a service-port whose cluster IP destination is taken is dropped entirely.
+///
+/// An owner is noted as the position of its service-port in the map, and its label is made
+/// only for a conflict's message: one label per destination was about 1 MB at 10 000
+/// Services, while the whole node view is being computed.
 fn resolve_conflicts(fam: &mut FamilyServices, errors: &mut Vec<ModelError>) {
-    let mut owners: BTreeMap<(IpAddr, crate::Protocol, u16), String> = BTreeMap::new();
-    let mut node_ports: BTreeMap<(crate::Protocol, u16), String> = BTreeMap::new();
-    let conflict = |name: &ServicePortName, destination: String, owner: &str| ModelError {
-        object: ObjectRef::new(
-            ObjectKind::Service,
-            &name.service.namespace,
-            &name.service.name,
-        ),
-        problem: Problem::ConflictingDestination {
-            destination,
-            owner: owner.to_owned(),
-        },
-    };
-    let mut dropped = Vec::new();
-    for (name, view) in &fam.ports {
+    let mut owners: BTreeMap<(IpAddr, crate::Protocol, u16), usize> = BTreeMap::new();
+    let mut node_ports: BTreeMap<(crate::Protocol, u16), usize> = BTreeMap::new();
+    // (who lost, what, to which position), in the order they are found.
+    let mut conflicts: Vec<(ServicePortName, String, usize)> = Vec::new();
+    let mut dropped = vec![false; fam.ports.len()];
+    for (at, (name, view)) in fam.ports.iter().enumerate() {
         let key = (view.cluster_ip, view.name.protocol, view.port);
         match owners.get(&key) {
-            Some(owner) => {
+            Some(&owner) => {
                 let dest = format!("{} {} {}", view.cluster_ip, view.name.protocol, view.port);
-                errors.push(conflict(name, dest, owner));
-                dropped.push(name.clone());
+                conflicts.push((name.clone(), dest, owner));
+                dropped[at] = true;
             }
             None => {
-                owners.insert(key, view.label());
+                owners.insert(key, at);
             }
         }
     }
-    for name in dropped {
-        fam.ports.remove(&name);
-    }
-    for (name, view) in fam.ports.iter_mut() {
-        let label = view.label();
+    for (at, (name, view)) in fam.ports.iter_mut().enumerate() {
+        if dropped[at] {
+            continue;
+        }
         let (protocol, port) = (view.name.protocol, view.port);
         for ips in [&mut view.external_ips, &mut view.load_balancer_ips] {
             ips.retain(|ip| match owners.get(&(*ip, protocol, port)) {
-                Some(owner) if *owner != label => {
-                    errors.push(conflict(name, format!("{ip} {protocol} {port}"), owner));
+                Some(&owner) if owner != at => {
+                    conflicts.push((name.clone(), format!("{ip} {protocol} {port}"), owner));
                     false
                 }
                 Some(_) => true,
                 None => {
-                    owners.insert((*ip, protocol, port), label.clone());
+                    owners.insert((*ip, protocol, port), at);
                     true
                 }
             });
@@ -777,16 +771,39 @@ fn resolve_conflicts(fam: &mut FamilyServices, errors: &mut Vec<ModelError>) {
         }
         if let Some(np) = view.node_port {
             match node_ports.get(&(protocol, np)) {
-                Some(owner) => {
-                    errors.push(conflict(name, format!("NodePort {protocol} {np}"), owner));
+                Some(&owner) => {
+                    conflicts.push((name.clone(), format!("NodePort {protocol} {np}"), owner));
                     view.node_port = None;
                 }
                 None => {
-                    node_ports.insert((protocol, np), label);
+                    node_ports.insert((protocol, np), at);
                 }
             }
         }
     }
+    drop((owners, node_ports));
+    if conflicts.is_empty() {
+        return;
+    }
+    let labels: Vec<String> = fam.ports.values().map(|v| v.label()).collect();
+    for (name, destination, owner) in conflicts {
+        errors.push(ModelError {
+            object: ObjectRef::new(
+                ObjectKind::Service,
+                &name.service.namespace,
+                &name.service.name,
+            ),
+            problem: Problem::ConflictingDestination {
+                destination,
+                owner: labels.get(owner).cloned().unwrap_or_default(),
+            },
+        });
+    }
+    let mut at = 0;
+    fam.ports.retain(|_, _| {
+        at += 1;
+        !dropped[at - 1]
+    });
 }
 
 #[cfg(test)]
