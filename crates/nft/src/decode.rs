@@ -433,7 +433,7 @@ impl Decoder<'_> {
                 if *out == reg::VERDICT {
                     let map = self.anon_set(set, AnonKind::GotoMap)?;
                     let chains = numbered(map, *modulus, |e| match &e.verdict {
-                        Some(Verdict::Goto(chain)) => Some(chain.clone()),
+                        Some(Verdict::Goto(chain)) => Some(chain.to_string()),
                         _ => None,
                     })?;
                     return Some((Expr::NumgenGoto(chains), 2));

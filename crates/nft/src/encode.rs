@@ -324,7 +324,7 @@ impl RuleEncoder {
                         key: host_u32(index(i)),
                         interval_end: false,
                         data: None,
-                        verdict: Some(Verdict::Goto(chain.clone())),
+                        verdict: Some(Verdict::Goto(chain.as_str().into())),
                     })
                     .collect();
                 let set = self.anon(AnonSet {

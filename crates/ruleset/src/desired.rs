@@ -25,7 +25,7 @@ use crate::parts::Parts;
 use crate::rule::{Expr, Rule};
 use crate::types::{
     BaseChain, Chain, ChainType, ElemKey, ElemTarget, ElemValue, Family, Hook, KeyPart, KeyType,
-    Ruleset, Set, SetSpec, Table, TableId, Verdict,
+    Ruleset, Set, SetSpec, SharedText, Table, TableId, Verdict,
 };
 use model::{
     Action, Endpoint, EndpointSet, ExternalDispatch, FamilyServices, NodeServices, Protocol,
@@ -171,11 +171,11 @@ struct Builder {
 }
 
 fn goto(chain: &str) -> Expr {
-    Expr::Verdict(Verdict::Goto(chain.to_owned()))
+    Expr::Verdict(Verdict::Goto(chain.into()))
 }
 
 fn jump(chain: &str) -> Expr {
-    Expr::Verdict(Verdict::Jump(chain.to_owned()))
+    Expr::Verdict(Verdict::Jump(chain.into()))
 }
 
 impl Builder {
@@ -263,7 +263,7 @@ impl Builder {
         set: &str,
         key: Vec<KeyPart>,
         verdict: Option<Verdict>,
-        comment: Option<Arc<str>>,
+        comment: Option<SharedText>,
     ) {
         let value = ElemValue {
             target: verdict.map_or(ElemTarget::None, ElemTarget::Verdict),
@@ -528,18 +528,18 @@ impl Builder {
 
         // ClusterIP.
         let cluster_dest = dest(view.cluster_ip);
-        let comment: Option<Arc<str>> = Some(label.as_str().into());
+        let comment: Option<SharedText> = Some(label.as_str().into());
         match internal {
             Action::Forward(EndpointSet::Cluster) => self.element(
                 SERVICE_IPS,
                 cluster_dest,
-                Some(Verdict::Goto(service_chain.clone())),
+                Some(Verdict::Goto(service_chain.as_str().into())),
                 comment.clone(),
             ),
             Action::Forward(EndpointSet::Local) => self.element(
                 SERVICE_IPS,
                 cluster_dest,
-                Some(Verdict::Goto(local_chain.clone())),
+                Some(Verdict::Goto(local_chain.as_str().into())),
                 comment.clone(),
             ),
             Action::Drop => self.element(
@@ -582,7 +582,7 @@ impl Builder {
                 }
             }
             ExternalDispatch::Cluster | ExternalDispatch::Local { .. } => {
-                let to_external = Some(Verdict::Goto(external_chain.clone()));
+                let to_external = Some(Verdict::Goto(external_chain.as_str().into()));
                 for ip in &external_ips {
                     self.element(SERVICE_IPS, dest(*ip), to_external.clone(), comment.clone());
                 }
@@ -630,7 +630,7 @@ impl Builder {
                 self.element(
                     FIREWALL_IPS,
                     dest(*ip),
-                    Some(Verdict::Goto(firewall_chain.clone())),
+                    Some(Verdict::Goto(firewall_chain.as_str().into())),
                     comment.clone(),
                 );
             }
@@ -751,7 +751,7 @@ impl Builder {
         endpoints: &[Endpoint],
     ) -> Expr {
         let EndpointTag { map, tag } = endpoint_tag(kind, view);
-        let label: Arc<str> = view.label().into();
+        let label: SharedText = view.label().into();
         for (i, ep) in (0u32..).zip(endpoints) {
             let key = ElemKey::new([
                 KeyPart::Index(tag[0]),

@@ -14,7 +14,7 @@ use crate::low::{AnonElem, AnonKind, AnonSet, Low, LowRule, SetRef};
 use model::Protocol;
 use ruleset::{
     BaseChain, Chain, ChainType, ElemKey, ElemValue, Family, Hook, KeyType, Parts, Rule, Set,
-    SetSpec, Table, Verdict,
+    SetSpec, SharedText, Table, Verdict,
 };
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -104,8 +104,8 @@ pub(crate) fn typeof_port_protocol(udata: &[u8]) -> Option<Protocol> {
 pub(crate) fn verdict(code: i32, chain: Option<&str>) -> Result<Verdict, String> {
     match (code, chain) {
         (libc::NF_DROP, _) => Ok(Verdict::Drop),
-        (libc::NFT_JUMP, Some(c)) => Ok(Verdict::Jump(c.to_owned())),
-        (libc::NFT_GOTO, Some(c)) => Ok(Verdict::Goto(c.to_owned())),
+        (libc::NFT_JUMP, Some(c)) => Ok(Verdict::Jump(c.into())),
+        (libc::NFT_GOTO, Some(c)) => Ok(Verdict::Goto(c.into())),
         (libc::NF_ACCEPT, _) => Err("accept".into()),
         (libc::NFT_RETURN, _) => Err("return".into()),
         (libc::NFT_CONTINUE, _) => Err("continue".into()),
@@ -356,7 +356,7 @@ fn named_set(raw: &RawSet) -> Set {
     // Collected, then built in one go: a B-tree built from a sequence has full nodes.
     let mut elements = Vec::new();
     // The elements of one service-port share their comment, as in the desired ruleset.
-    let mut comments: HashMap<&str, Arc<str>> = HashMap::new();
+    let mut comments: HashMap<&str, SharedText> = HashMap::new();
     if !dynamic {
         elements.reserve(raw.elements.len());
         for e in &raw.elements {
@@ -379,7 +379,7 @@ fn element<'r>(
     verdict_map: bool,
     data: &[KeyType],
     e: &'r RawElem,
-    comments: &mut HashMap<&'r str, Arc<str>>,
+    comments: &mut HashMap<&'r str, SharedText>,
 ) -> Option<(ElemKey, ElemValue)> {
     if e.flags != 0 {
         return None;
@@ -389,10 +389,12 @@ fn element<'r>(
         (None, true) => Parts::new(),
         _ => return None,
     };
-    let comment = e
-        .comment
-        .as_deref()
-        .map(|c| comments.entry(c).or_insert_with(|| Arc::from(c)).clone());
+    let comment = e.comment.as_deref().map(|c| {
+        comments
+            .entry(c)
+            .or_insert_with(|| SharedText::from(c))
+            .clone()
+    });
     let k = keys::decode_key(key, &e.key)?;
     let verdict = match (&e.verdict, verdict_map) {
         (Some(v), true) => Some(verdict(v.code, v.chain.as_deref()).ok()?),

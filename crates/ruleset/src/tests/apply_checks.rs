@@ -336,7 +336,7 @@ fn element_keys_must_fit_the_set_type() {
         vec![add_element(
             "service-ips",
             vec![ip("10.96.0.99"), KeyPart::Port(80)],
-            Some(Verdict::Goto(svc.clone())),
+            Some(Verdict::Goto(svc.as_str().into())),
         )],
         0,
         "does not fit",
@@ -347,7 +347,7 @@ fn element_keys_must_fit_the_set_type() {
         vec![add_element(
             "service-nodeports",
             vec![KeyPart::Port(30081), KeyPart::Proto(Protocol::Tcp)],
-            Some(Verdict::Goto(svc.clone())),
+            Some(Verdict::Goto(svc.as_str().into())),
         )],
         0,
         "does not fit",

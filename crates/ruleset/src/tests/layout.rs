@@ -96,18 +96,18 @@ fn etp_local_external_chain_short_circuits_pods_then_the_node_then_goes_local() 
             "service-ips",
             vec![ip("198.51.100.1"), tcp, KeyPart::Port(443)]
         ),
-        Some(Verdict::Goto(ext.clone()))
+        Some(Verdict::Goto(ext.as_str().into()))
     );
     assert_eq!(
         target("service-nodeports", vec![tcp, KeyPart::Port(30443)]),
-        Some(Verdict::Goto(ext))
+        Some(Verdict::Goto(ext.into()))
     );
     assert_eq!(
         target(
             "service-ips",
             vec![ip("10.96.0.30"), tcp, KeyPart::Port(443)]
         ),
-        Some(Verdict::Goto(svc))
+        Some(Verdict::Goto(svc.into()))
     );
     assert!(t.sets["no-endpoint-services"].elements.is_empty());
     assert!(t.sets["no-endpoint-nodeports"].elements.is_empty());
@@ -365,7 +365,7 @@ fn firewall_chain_drops_sources_outside_the_ranges() {
             elements.iter().collect::<Vec<_>>(),
             [(
                 &key,
-                &ElemValue::verdict_of(Verdict::Goto(fw), Some("shop/lb:https".into()))
+                &ElemValue::verdict_of(Verdict::Goto(fw.into()), Some("shop/lb:https".into()))
             )]
         );
     }
