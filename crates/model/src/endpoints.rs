@@ -281,12 +281,14 @@ impl StoredEndpoint {
 impl StoredSlice {
     /// Keeps what the model reads of `slice`; node names are shared through `node_names`.
     pub(crate) fn new(slice: EndpointSlice, node_names: &mut NodeNames) -> StoredSlice {
-        let ports = slice
+        let mut ports: Vec<StoredPort> = slice
             .ports
             .into_iter()
             .flatten()
             .map(|p| (p.name, p.protocol.map(known_value), p.port))
             .collect();
+        // Collected without a size: room for four, and a slice has one port or two.
+        ports.shrink_to_fit();
         let address_type = known_value(slice.address_type);
         let mut endpoints: Vec<StoredEndpoint> = slice
             .endpoints
