@@ -204,7 +204,11 @@ impl ServiceSlices {
     fn insert(&mut self, name: String, slice: Box<StoredSlice>) {
         match self.0.binary_search_by(|(n, _)| n.cmp(&name)) {
             Ok(at) => self.0[at].1 = slice,
-            Err(at) => self.0.insert(at, (name, slice)),
+            Err(at) => {
+                // One slot more, not double: a vector grown by a push has room for four.
+                self.0.reserve_exact(1);
+                self.0.insert(at, (name, slice));
+            }
         }
     }
 
@@ -833,5 +837,14 @@ mod service_slices_tests {
         slices.remove("web-a");
         slices.remove("web-c");
         assert!(slices.is_empty());
+    }
+
+    #[test]
+    fn a_service_with_one_slice_holds_room_for_one() {
+        let mut slices = ServiceSlices::default();
+        slices.insert("web-a".to_owned(), stored("web-a"));
+        assert_eq!(slices.0.capacity(), 1);
+        slices.insert("web-b".to_owned(), stored("web-b"));
+        assert_eq!(slices.0.capacity(), 2);
     }
 }
