@@ -44,54 +44,9 @@ pub struct Endpoint {
     pub hints: Option<Arc<EndpointHints>>,
 }
 
-/// A node's name, shared by the endpoints on that node: one pointer (an `Arc<str>` is a
-/// pointer and a length), as a view holds one per endpoint, and its node view another.
-#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct NodeName(Arc<Box<str>>);
-
-impl NodeName {
-    /// Whether both are the same shared copy (not only equal).
-    pub fn ptr_eq(a: &NodeName, b: &NodeName) -> bool {
-        Arc::ptr_eq(&a.0, &b.0)
-    }
-}
-
-impl std::ops::Deref for NodeName {
-    type Target = str;
-    fn deref(&self) -> &str {
-        &self.0
-    }
-}
-
-impl std::borrow::Borrow<str> for NodeName {
-    fn borrow(&self) -> &str {
-        &self.0
-    }
-}
-
-impl From<&str> for NodeName {
-    fn from(name: &str) -> NodeName {
-        NodeName(Arc::new(name.into()))
-    }
-}
-
-impl From<String> for NodeName {
-    fn from(name: String) -> NodeName {
-        NodeName(Arc::new(name.into_boxed_str()))
-    }
-}
-
-impl std::fmt::Debug for NodeName {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        std::fmt::Debug::fmt(&**self.0, f)
-    }
-}
-
-impl std::fmt::Display for NodeName {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
+/// A node's name, shared by the endpoints on that node (one pointer: the view holds one per
+/// endpoint, and its node view another).
+pub type NodeName = crate::SharedStr;
 
 /// The topology hints of an endpoint (`hints` of an EndpointSlice endpoint).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -158,7 +113,7 @@ impl NodeNames {
         }
         if self.names.len() >= Self::MIN_SWEEP.max(2 * self.kept) {
             // Held only here: no endpoint of the view (or of a node view made from it) uses it.
-            self.names.retain(|name| Arc::strong_count(&name.0) > 1);
+            self.names.retain(|name| name.holders() > 1);
             self.kept = self.names.len();
         }
         let shared = NodeName::from(name);

@@ -20,6 +20,7 @@ mod objects;
 mod policy;
 mod select;
 mod service;
+mod shared_str;
 mod stored_service;
 mod topology;
 mod view;
@@ -35,6 +36,7 @@ pub use objects::{IpFamily, ObjectKind, ObjectRef, Protocol, ServicePortName, Se
 pub use policy::{
     Action, EndpointSet, EntryPoint, ExternalDispatch, Source, TrafficPolicy, Verdict,
 };
+pub use shared_str::SharedStr;
 pub use view::{
     node_view, update_node_view, ClusterView, FamilyServices, HealthCheck, NeedsFull, NodeServices,
     ServicePortView, ViewDiff,

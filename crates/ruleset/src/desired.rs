@@ -25,7 +25,7 @@ use crate::parts::Parts;
 use crate::rule::{Expr, Rule};
 use crate::types::{
     BaseChain, Chain, ChainType, ElemKey, ElemTarget, ElemValue, Family, Hook, KeyPart, KeyType,
-    Ruleset, Set, SetSpec, SharedText, Table, TableId, Verdict,
+    Ruleset, Set, SetSpec, SharedStr, Table, TableId, Verdict,
 };
 use model::{
     Action, Endpoint, EndpointSet, ExternalDispatch, FamilyServices, NodeServices, Protocol,
@@ -263,7 +263,7 @@ impl Builder {
         set: &str,
         key: Vec<KeyPart>,
         verdict: Option<Verdict>,
-        comment: Option<SharedText>,
+        comment: Option<SharedStr>,
     ) {
         let value = ElemValue {
             target: verdict.map_or(ElemTarget::None, ElemTarget::Verdict),
@@ -528,7 +528,7 @@ impl Builder {
 
         // ClusterIP.
         let cluster_dest = dest(view.cluster_ip);
-        let comment: Option<SharedText> = Some(label.as_str().into());
+        let comment: Option<SharedStr> = Some(label.as_str().into());
         match internal {
             Action::Forward(EndpointSet::Cluster) => self.element(
                 SERVICE_IPS,
@@ -751,7 +751,7 @@ impl Builder {
         endpoints: &[Endpoint],
     ) -> Expr {
         let EndpointTag { map, tag } = endpoint_tag(kind, view);
-        let label: SharedText = view.label().into();
+        let label: SharedStr = view.label().into();
         for (i, ep) in (0u32..).zip(endpoints) {
             let key = ElemKey::new([
                 KeyPart::Index(tag[0]),

@@ -43,5 +43,5 @@ pub use staged::{stages_from_empty, StagesFromEmpty};
 pub use transaction::{Op, Transaction};
 pub use types::{
     BaseChain, Chain, ChainType, ElemKey, ElemTarget, ElemValue, Family, Hook, KeyPart, KeyType,
-    Ruleset, Set, SetSpec, SharedText, Table, TableId, Verdict,
+    Ruleset, Set, SetSpec, SharedStr, Table, TableId, Verdict,
 };

@@ -2,6 +2,7 @@
 
 use crate::parts::Parts;
 use crate::rule::Rule;
+pub use model::SharedStr;
 use model::{IpFamily, Protocol};
 use std::collections::BTreeMap;
 use std::fmt;
@@ -349,48 +350,12 @@ pub struct ElemValue {
     /// Who owns the element (`namespace/name:port`), shown by `nft list`. Shared, not one
     /// string per element: the endpoint-map elements of each of a service-port's chains share
     /// one, its other elements another.
-    pub comment: Option<SharedText>,
-}
-
-/// A string shared by many elements (their comment): one pointer (an `Arc<str>` is a pointer
-/// and a length), as a node holds 125 000 elements at 10 000 Services.
-#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct SharedText(Arc<Box<str>>);
-
-impl std::ops::Deref for SharedText {
-    type Target = str;
-    fn deref(&self) -> &str {
-        &self.0
-    }
-}
-
-impl From<&str> for SharedText {
-    fn from(text: &str) -> SharedText {
-        SharedText(Arc::new(text.into()))
-    }
-}
-
-impl From<String> for SharedText {
-    fn from(text: String) -> SharedText {
-        SharedText(Arc::new(text.into_boxed_str()))
-    }
-}
-
-impl fmt::Debug for SharedText {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Debug::fmt(&**self.0, f)
-    }
-}
-
-impl fmt::Display for SharedText {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
+    pub comment: Option<SharedStr>,
 }
 
 impl ElemValue {
     /// A verdict map's element value.
-    pub fn verdict_of(verdict: Verdict, comment: Option<SharedText>) -> ElemValue {
+    pub fn verdict_of(verdict: Verdict, comment: Option<SharedStr>) -> ElemValue {
         ElemValue {
             target: ElemTarget::Verdict(verdict),
             comment,
@@ -398,7 +363,7 @@ impl ElemValue {
     }
 
     /// A data map's element value (a set's when `data` is empty).
-    pub fn data_of(data: Parts, comment: Option<SharedText>) -> ElemValue {
+    pub fn data_of(data: Parts, comment: Option<SharedStr>) -> ElemValue {
         let target = if data.is_empty() {
             ElemTarget::None
         } else {

@@ -14,7 +14,7 @@ use crate::low::{AnonElem, AnonKind, AnonSet, Low, LowRule, SetRef};
 use model::Protocol;
 use ruleset::{
     BaseChain, Chain, ChainType, ElemKey, ElemValue, Family, Hook, KeyType, Parts, Rule, Set,
-    SetSpec, SharedText, Table, Verdict,
+    SetSpec, SharedStr, Table, Verdict,
 };
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -356,7 +356,7 @@ fn named_set(raw: &RawSet) -> Set {
     // Collected, then built in one go: a B-tree built from a sequence has full nodes.
     let mut elements = Vec::new();
     // The elements of one service-port share their comment, as in the desired ruleset.
-    let mut comments: HashMap<&str, SharedText> = HashMap::new();
+    let mut comments: HashMap<&str, SharedStr> = HashMap::new();
     if !dynamic {
         elements.reserve(raw.elements.len());
         for e in &raw.elements {
@@ -379,7 +379,7 @@ fn element<'r>(
     verdict_map: bool,
     data: &[KeyType],
     e: &'r RawElem,
-    comments: &mut HashMap<&'r str, SharedText>,
+    comments: &mut HashMap<&'r str, SharedStr>,
 ) -> Option<(ElemKey, ElemValue)> {
     if e.flags != 0 {
         return None;
@@ -392,7 +392,7 @@ fn element<'r>(
     let comment = e.comment.as_deref().map(|c| {
         comments
             .entry(c)
-            .or_insert_with(|| SharedText::from(c))
+            .or_insert_with(|| SharedStr::from(c))
             .clone()
     });
     let k = keys::decode_key(key, &e.key)?;
