@@ -146,12 +146,7 @@ impl Ruleset {
                 if s.spec.verdict_map != value.verdict().is_some() {
                     return Err(format!("element {key} and {set} disagree on a verdict"));
                 }
-                let data: Vec<_> = value
-                    .data()
-                    .into_iter()
-                    .flat_map(|d| d.iter())
-                    .map(|p| p.key_type())
-                    .collect();
+                let data: Vec<_> = value.data_parts().map(|p| p.key_type()).collect();
                 if data != s.spec.data {
                     return Err(format!("the value of {key} does not fit the type of {set}"));
                 }

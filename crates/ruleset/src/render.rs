@@ -65,7 +65,7 @@ pub(crate) fn element(key: &ElemKey, value: &ElemValue) -> String {
     if let Some(v) = value.verdict() {
         let _ = write!(out, " : {v}");
     }
-    for (i, part) in value.data().into_iter().flat_map(|d| d.iter()).enumerate() {
+    for (i, part) in value.data_parts().enumerate() {
         let _ = write!(out, "{}{part}", if i == 0 { " : " } else { " . " });
     }
     out

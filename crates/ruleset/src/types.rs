@@ -387,6 +387,11 @@ impl ElemValue {
             _ => None,
         }
     }
+
+    /// The parts of the value in data maps; none otherwise.
+    pub fn data_parts(&self) -> impl Iterator<Item = KeyPart> + '_ {
+        self.data().into_iter().flat_map(Parts::iter)
+    }
 }
 
 /// A set or map and its elements.

@@ -742,12 +742,7 @@ mod tests {
         let got: Vec<(Vec<KeyPart>, Vec<KeyPart>)> = m
             .elements
             .iter()
-            .map(|(k, v)| {
-                (
-                    k.0.to_vec(),
-                    v.data().map(|d| d.to_vec()).unwrap_or_default(),
-                )
-            })
+            .map(|(k, v)| (k.0.to_vec(), v.data_parts().collect::<Vec<_>>()))
             .collect();
         assert_eq!(
             got,

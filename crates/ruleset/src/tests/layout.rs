@@ -753,12 +753,7 @@ fn endpoint_elements(
         .iter()
         .filter(|(k, _)| k.0.starts_with(&prefix))
         .map(|(k, v)| {
-            let data: Vec<String> = v
-                .data()
-                .into_iter()
-                .flat_map(|d| d.iter())
-                .map(|p| p.to_string())
-                .collect();
+            let data: Vec<String> = v.data_parts().map(|p| p.to_string()).collect();
             let index = k.0.get(2).map(|p| p.to_string()).unwrap_or_default();
             format!("{index} : {}", data.join(" . "))
         })
